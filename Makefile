@@ -1,0 +1,56 @@
+# kata-runtime: build · guest · demo · test · bench · install
+#
+# Every binary is built once, static (glibc + crt-static), for the host triple: the guest's
+# kata-agent must be static, and building everything the same way lets the tests reuse the
+# same artifacts instead of compiling the dependency tree twice.
+
+TARGET      ?= x86_64-unknown-linux-gnu
+PROFILE     ?= release
+CARGO       ?= cargo
+export RUSTFLAGS = -C target-feature=+crt-static
+CARGO_FLAGS := --$(PROFILE) --target $(TARGET)
+BIN_DIR     := target/$(TARGET)/$(PROFILE)
+GUEST_DIR   := build/guest
+KERNEL_CACHE:= build/cache
+PREFIX      ?= /usr/local
+TEST_THREADS?= 2
+
+.PHONY: all deps build guest demo test unit-test vm-test bench install protocols clean
+
+all: build guest
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+
+# The guest image: Debian's generic kernel (uncompressed vmlinux) + an initramfs whose /init is
+# kata-agent, with only the modules it needs.
+guest: deps build
+	@deb=$$(scripts/fetch-guest-kernel.sh $(KERNEL_CACHE)) && \
+	$(BIN_DIR)/kata-osbuilder --kernel-deb "$$deb" --agent $(BIN_DIR)/kata-agent --out $(GUEST_DIR)
+
+demo: guest
+	@scripts/demo.sh $(BIN_DIR)
+
+# Unit tests anywhere, then the end-to-end tests with real VMs (limited parallelism: 2 cores).
+test: guest
+	$(CARGO) test $(CARGO_FLAGS) --workspace --exclude e2e-tests
+	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
+
+bench: guest
+	@scripts/bench.sh $(BIN_DIR)
+
+install: build guest
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/kata-containers
+	install -m 0755 $(BIN_DIR)/kata-runtime $(BIN_DIR)/kata-proxy $(BIN_DIR)/kata-shim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initrd.img $(GUEST_DIR)/manifest.json $(DESTDIR)$(PREFIX)/share/kata-containers/
+
+# Regenerates pkg/protocols/src from the .proto files.
+protocols:
+	$(CARGO) run -p protocols-codegen
+
+clean:
+	$(CARGO) clean
+	rm -rf build

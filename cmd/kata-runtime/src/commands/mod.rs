@@ -1,0 +1,62 @@
+//! One function per verb, each a thin call into the `sandbox` library.
+
+mod run;
+
+use crate::cli::{Cli, Command};
+use anyhow::Context;
+use sandbox::{CreateOptions, Runtime};
+
+fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
+    if cli.global.log_format != "text" && cli.global.log_format != "json" {
+        anyhow::bail!(
+            "unknown --log-format {:?} (text or json)",
+            cli.global.log_format
+        );
+    }
+    let config = config::Config::load(cli.global.kata_config.as_deref())?;
+    Ok(Runtime::new(cli.global.root.clone(), config))
+}
+
+/// Runs the verb; the value is the exit status.
+pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let rt = runtime(&cli)?;
+    match &cli.command {
+        Command::Create(c) => {
+            sandbox::create(
+                &rt,
+                &CreateOptions {
+                    id: &c.container_id,
+                    bundle: &c.bundle,
+                    pid_file: c.pid_file.as_deref(),
+                    console_socket: c.console_socket.as_deref(),
+                },
+            )?;
+            Ok(0)
+        }
+        Command::Start(c) => sandbox::start(&rt, &c.container_id)
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::State(c) => {
+            let state = sandbox::state(&rt, &c.container_id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&state).context("printing the state")?
+            );
+            Ok(0)
+        }
+        Command::Kill(k) => {
+            let signal = sandbox::parse_signal(&k.signal)?;
+            sandbox::kill(&rt, &k.container_id, signal, k.all)?;
+            Ok(0)
+        }
+        Command::Delete(d) => sandbox::delete(&rt, &d.container_id, d.force)
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::Run(r) => run::run(&rt, r),
+        Command::Version => {
+            println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
+            println!("   OCI specs  : 1.0.2");
+            Ok(0)
+        }
+    }
+}

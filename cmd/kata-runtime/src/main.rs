@@ -1,0 +1,26 @@
+//! kata-runtime: a runc-compatible CLI. Each call is a short process: parse, act through the
+//! `sandbox` library, print, exit. Errors are one line on stderr (and in `--log`), exit 1.
+
+mod cli;
+mod commands;
+mod logging;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return cli::usage_error(e),
+    };
+    logging::init(&cli.global);
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            log::error!("{line}");
+            eprintln!("kata-runtime: {line}");
+            ExitCode::from(1)
+        }
+    }
+}

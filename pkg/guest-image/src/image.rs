@@ -1,0 +1,528 @@
+//! Assembling the guest image from a Debian kernel package and the agent binary:
+//! DIR/vmlinux, DIR/initrd.img and DIR/manifest.json.
+//!
+//! Everything written is a function of the inputs only (no timestamps, no paths, sorted
+//! archive entries), so rebuilding from the same .deb and agent gives byte-identical files and
+//! the manifest's hashes can be compared across machines.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cpio::{ArchiveBuilder, CpioError};
+use crate::kernel::{self, KernelError};
+use crate::modules::{self, KernelModules, ModuleError};
+
+pub const VMLINUX_FILE: &str = "vmlinux";
+pub const INITRD_FILE: &str = "initrd.img";
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// In the initramfs: the module file names, one per line, in load order.
+pub const MODULE_LIST_PATH: &str = "/etc/kata-modules";
+/// In the initramfs: where the modules are (flat, by file name).
+pub const MODULE_DIR: &str = "/lib/modules";
+/// Bumped when the manifest's meaning changes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Directories every guest needs before the agent has mounted anything.
+const BASE_DIRS: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/tmp",
+    "/etc",
+    "/lib",
+    "/lib/modules",
+    "/sbin",
+    "/root",
+    "/mnt",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot run {command} on {path}")]
+    Spawn {
+        command: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command} failed on {path} ({status}): {stderr}")]
+    Command {
+        command: String,
+        path: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("{path}: package control data lacks the {field} field")]
+    MissingField { path: PathBuf, field: &'static str },
+    #[error("{path}: expected exactly one boot/vmlinuz-<release>, found {found:?}")]
+    KernelCount { path: PathBuf, found: Vec<String> },
+    #[error("{path}: no lib/modules/{release} in the package")]
+    NoModules { path: PathBuf, release: String },
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Modules(#[from] ModuleError),
+    #[error("building the initramfs failed")]
+    Cpio(#[from] CpioError),
+    #[error("{path}: invalid manifest")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What `build` needs.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub kernel_deb: PathBuf,
+    pub agent: PathBuf,
+    pub out_dir: PathBuf,
+    /// Modules to include (plus their dependencies), in preferred load order.
+    pub modules: Vec<String>,
+}
+
+impl BuildOptions {
+    pub fn new(kernel_deb: PathBuf, agent: PathBuf, out_dir: PathBuf) -> Self {
+        Self {
+            kernel_deb,
+            agent,
+            out_dir,
+            modules: modules::DEFAULT_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// DIR/manifest.json: what the image was built from, and hashes of what it contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub kernel_package: String,
+    pub kernel_package_version: String,
+    pub kernel_deb_sha256: String,
+    /// `uname -r` of the guest kernel.
+    pub kernel_release: String,
+    pub vmlinux_sha256: String,
+    /// Whether QEMU can boot vmlinux directly (PVH entry note present).
+    pub vmlinux_pvh: bool,
+    pub initrd_sha256: String,
+    pub initrd_size: u64,
+    /// Module file names in load order, as in /etc/kata-modules.
+    pub modules: Vec<String>,
+    /// Requested modules compiled into the kernel, so not shipped.
+    pub builtin_modules: Vec<String>,
+    pub agent_sha256: String,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self, ImageError> {
+        let text = fs::read(path).map_err(|source| ImageError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| ImageError::Manifest {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Builds the whole image into `opts.out_dir` (created if needed) and returns its manifest.
+pub fn build(opts: &BuildOptions) -> Result<Manifest, ImageError> {
+    let deb = &opts.kernel_deb;
+    let (package, version) = deb_package_version(deb)?;
+    log::info!("kernel package {package} {version}");
+
+    let tmp = tempfile::Builder::new()
+        .prefix("kata-osbuilder.")
+        .tempdir()
+        .map_err(|source| ImageError::Write {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let root = tmp.path();
+    // Unpacking (~400 MB of modules) dominates the build; hashing the ~70 MB .deb meanwhile on
+    // the other core hides the hash's cost.
+    let deb_sha256 = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| sha256_file(deb));
+        let extracted = run(
+            Command::new("dpkg-deb").arg("-x").arg(deb).arg(root),
+            "dpkg-deb -x",
+            deb,
+        );
+        let hash = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        extracted.and(hash)
+    })?;
+
+    let release = kernel_release(root, deb)?;
+    log::info!("kernel release {release}");
+    // Debian 12 ships /lib/modules; merged-/usr packages (Debian 13) ship /usr/lib/modules.
+    let modules_dir = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|d| root.join(d).join(&release))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| ImageError::NoModules {
+            path: deb.clone(),
+            release: release.clone(),
+        })?;
+
+    let vmlinuz = root.join("boot").join(format!("vmlinuz-{release}"));
+    let bzimage = read(&vmlinuz)?;
+    let vmlinux = kernel::extract_vmlinux(&vmlinuz, &bzimage)?;
+    log::info!(
+        "vmlinux: {} bytes from a {} stream at {:#x} ({:?})",
+        vmlinux.elf.len(),
+        vmlinux.format.name(),
+        vmlinux.offset,
+        vmlinux.located
+    );
+    if !vmlinux.has_pvh_note {
+        log::warn!("vmlinux has no PVH entry note: QEMU cannot boot it directly with -kernel");
+    }
+
+    let config = root.join("boot").join(format!("config-{release}"));
+    let config = config.is_file().then_some(config);
+    let mut kmods = KernelModules::scan(&modules_dir, &release, config.as_deref())?;
+    let wanted: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
+    let plan = modules::resolve(&wanted, &mut kmods)?;
+    let mut module_files = Vec::with_capacity(plan.order.len());
+    for name in &plan.order {
+        let file_name = kmods.file_name(name).ok_or_else(|| ModuleError::Missing {
+            name: name.clone(),
+            needed_by: "the load plan".to_owned(),
+            dir: modules_dir.clone(),
+        })?;
+        module_files.push((file_name, kmods.read(name)?));
+    }
+    log::info!(
+        "modules in load order: {}",
+        module_files
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let agent = read(&opts.agent)?;
+    if !agent.starts_with(b"\x7fELF") {
+        log::warn!(
+            "{} is not an ELF binary; the guest cannot run it as /init",
+            opts.agent.display()
+        );
+    }
+    let agent_sha256 = hex_sha256(&agent);
+    let module_names: Vec<String> = module_files.iter().map(|(f, _)| f.clone()).collect();
+    let initrd = initramfs(agent, module_files)?.to_bytes()?;
+
+    fs::create_dir_all(&opts.out_dir).map_err(|source| ImageError::Write {
+        path: opts.out_dir.clone(),
+        source,
+    })?;
+    write_atomic(&opts.out_dir.join(VMLINUX_FILE), &vmlinux.elf)?;
+    write_atomic(&opts.out_dir.join(INITRD_FILE), &initrd)?;
+
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        kernel_package: package,
+        kernel_package_version: version,
+        kernel_deb_sha256: deb_sha256,
+        kernel_release: release,
+        vmlinux_sha256: hex_sha256(&vmlinux.elf),
+        vmlinux_pvh: vmlinux.has_pvh_note,
+        initrd_sha256: hex_sha256(&initrd),
+        initrd_size: initrd.len() as u64,
+        modules: module_names,
+        builtin_modules: plan.builtin,
+        agent_sha256,
+    };
+    let manifest_path = opts.out_dir.join(MANIFEST_FILE);
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|source| ImageError::Manifest {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    json.push(b'\n');
+    write_atomic(&manifest_path, &json)?;
+    Ok(manifest)
+}
+
+/// The initramfs layout: /init is the agent, modules flat in /lib/modules with their load
+/// order in /etc/kata-modules, and /dev/console so the kernel can give /init a console before
+/// devtmpfs is mounted.
+pub fn initramfs(
+    agent: Vec<u8>,
+    modules: Vec<(String, Vec<u8>)>,
+) -> Result<ArchiveBuilder, CpioError> {
+    let mut archive = ArchiveBuilder::new();
+    for dir in BASE_DIRS {
+        archive.add_dir(dir, 0o755)?;
+    }
+    archive.add_char_dev("/dev/console", 0o600, 5, 1)?;
+    archive.add_file("/init", 0o755, agent)?;
+    let mut list = String::new();
+    for (file_name, data) in modules {
+        list.push_str(&file_name);
+        list.push('\n');
+        archive.add_file(&format!("{MODULE_DIR}/{file_name}"), 0o644, data)?;
+    }
+    archive.add_file(MODULE_LIST_PATH, 0o644, list.into_bytes())?;
+    Ok(archive)
+}
+
+/// Package and Version from the .deb's control data.
+fn deb_package_version(deb: &Path) -> Result<(String, String), ImageError> {
+    let out = run(
+        Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(deb)
+            .args(["Package", "Version"]),
+        "dpkg-deb --field",
+        deb,
+    )?;
+    let text = String::from_utf8_lossy(&out);
+    let field = |name: &'static str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or(ImageError::MissingField {
+                path: deb.to_owned(),
+                field: name,
+            })
+    };
+    Ok((field("Package")?, field("Version")?))
+}
+
+/// The release string from the one boot/vmlinuz-<release> in the extracted package.
+fn kernel_release(root: &Path, deb: &Path) -> Result<String, ImageError> {
+    let boot = root.join("boot");
+    let mut found: Vec<String> = match fs::read_dir(&boot) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("vmlinuz-")
+                    .map(str::to_owned)
+            })
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(ImageError::Read { path: boot, source }),
+    };
+    found.sort();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(ImageError::KernelCount {
+            path: deb.to_owned(),
+            found,
+        }),
+    }
+}
+
+/// Runs a command and returns its stdout; stderr goes into the error.
+fn run(cmd: &mut Command, name: &str, path: &Path) -> Result<Vec<u8>, ImageError> {
+    log::debug!("running {cmd:?}");
+    let out = cmd.output().map_err(|source| ImageError::Spawn {
+        command: name.to_owned(),
+        path: path.to_owned(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(ImageError::Command {
+            command: name.to_owned(),
+            path: path.to_owned(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
+    fs::read(path).map_err(|source| ImageError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes via a temporary name and a rename, so a reader never sees a half-written image.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+    let err = |source| ImageError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(err)?;
+    file.write_all(data).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)
+}
+
+pub fn hex_sha256(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Streams the file through the hash: the kernel .deb is ~70 MB.
+pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
+    let err = |source| ImageError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::cpio::{parse_newc, EntryKind};
+    use crate::testutil;
+
+    #[test]
+    fn sha256_known_value() {
+        assert_eq!(
+            hex_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn initramfs_layout() {
+        let modules = vec![
+            ("virtio_ring.ko".to_string(), b"ring".to_vec()),
+            ("virtio-rng.ko".to_string(), b"rng".to_vec()),
+        ];
+        let bytes = initramfs(b"\x7fELFagent".to_vec(), modules)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let entries = parse_newc(&bytes).unwrap();
+        let find = |p: &str| entries.iter().find(|e| e.entry.path == p).unwrap();
+        assert_eq!(find("init").mode, 0o100755);
+        assert_eq!(find("dev/console").mode, 0o020600);
+        assert_eq!(
+            (
+                find("dev/console").rdev_major,
+                find("dev/console").rdev_minor
+            ),
+            (5, 1)
+        );
+        for d in BASE_DIRS {
+            assert_eq!(find(&d[1..]).mode, 0o040755, "{d}");
+        }
+        assert_eq!(find("lib/modules/virtio-rng.ko").mode, 0o100644);
+        assert_eq!(
+            find("etc/kata-modules").entry.kind,
+            EntryKind::File(b"virtio_ring.ko\nvirtio-rng.ko\n".to_vec())
+        );
+        assert_eq!(entries.len(), BASE_DIRS.len() + 1 + 1 + 2 + 1);
+    }
+
+    /// End to end on a synthetic kernel package; needs dpkg-deb (always there on Debian).
+    #[test]
+    fn build_is_deterministic() {
+        if Command::new("dpkg-deb").arg("--version").output().is_err() {
+            eprintln!("dpkg-deb not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let deb = testutil::fake_kernel_deb(tmp.path(), "9.9.9-1-amd64");
+        let agent = tmp.path().join("agent");
+        fs::write(&agent, b"\x7fELF not really an agent").unwrap();
+        let wanted = ["virtio-rng", "9p", "overlay"];
+
+        let mut results = Vec::new();
+        for out in ["out1", "out2"] {
+            let mut opts = BuildOptions::new(deb.clone(), agent.clone(), tmp.path().join(out));
+            opts.modules = wanted.iter().map(|s| s.to_string()).collect();
+            let manifest = build(&opts).unwrap();
+            let initrd = fs::read(opts.out_dir.join(INITRD_FILE)).unwrap();
+            let json = fs::read(opts.out_dir.join(MANIFEST_FILE)).unwrap();
+            let vmlinux = fs::read(opts.out_dir.join(VMLINUX_FILE)).unwrap();
+            assert_eq!(
+                Manifest::load(&opts.out_dir.join(MANIFEST_FILE)).unwrap(),
+                manifest
+            );
+            results.push((initrd, json, vmlinux, manifest));
+        }
+        assert_eq!(results[0].0, results[1].0, "initrd differs");
+        assert_eq!(results[0].1, results[1].1, "manifest differs");
+        let (initrd, _, vmlinux, manifest) = &results[0];
+        assert_eq!(vmlinux, &testutil::fake_elf(true));
+        assert_eq!(manifest.kernel_package, "linux-image-9.9.9-1-amd64");
+        assert_eq!(manifest.kernel_package_version, "9.9.9-1");
+        assert_eq!(manifest.kernel_release, "9.9.9-1-amd64");
+        assert_eq!(manifest.kernel_deb_sha256, sha256_file(&deb).unwrap());
+        assert_eq!(manifest.initrd_sha256, hex_sha256(initrd));
+        assert!(manifest.vmlinux_pvh);
+        assert_eq!(
+            manifest.modules,
+            [
+                "virtio.ko",
+                "virtio_ring.ko",
+                "virtio-rng.ko",
+                "9pnet.ko",
+                "netfs.ko",
+                "fscache.ko",
+                "9p.ko"
+            ]
+        );
+        assert_eq!(manifest.builtin_modules, ["overlay"]);
+        let entries = parse_newc(initrd).unwrap();
+        let list = entries
+            .iter()
+            .find(|e| e.entry.path == "etc/kata-modules")
+            .unwrap();
+        let expected: String = manifest.modules.iter().map(|m| format!("{m}\n")).collect();
+        assert_eq!(list.entry.kind, EntryKind::File(expected.into_bytes()));
+    }
+
+    #[test]
+    fn bad_deb_is_reported_with_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deb = tmp.path().join("broken.deb");
+        fs::write(&deb, b"not a deb").unwrap();
+        let opts = BuildOptions::new(deb.clone(), deb.clone(), tmp.path().join("out"));
+        let err = build(&opts).unwrap_err();
+        assert!(err.to_string().contains("broken.deb"), "{err}");
+        assert!(!tmp.path().join("out").exists());
+    }
+}

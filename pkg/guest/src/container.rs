@@ -1,0 +1,366 @@
+//! The agent's table of containers and their processes, and the operations on them that the
+//! ttrpc service exposes. Locks are held only to look things up, never across a blocking read,
+//! write or wait on a process.
+
+use crate::reaper::Reaper;
+use crate::spawn::{self, Spawned};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where the agent keeps each container's spec (inside the guest).
+pub const CONTAINERS_DIR: &str = "/run/kata-agent/containers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container {0} already exists")]
+    Exists(String),
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("process {exec_id} of container {container} not found")]
+    ProcessNotFound { container: String, exec_id: String },
+    #[error("container {0} is not in the created state")]
+    NotCreated(String),
+    #[error("container {id}: invalid spec: {reason}")]
+    Spec { id: String, reason: String },
+    #[error("container {id}: writing {path}: {source}")]
+    Io {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spawn(#[from] spawn::Error),
+    #[error("container {id}: {message}")]
+    Setup { id: String, message: String },
+    #[error("container {id}: stdio: {source}")]
+    Stdio { id: String, source: std::io::Error },
+    #[error("EOF")]
+    Eof,
+    #[error("signal {signal} to pid {pid}: {errno}")]
+    Signal {
+        pid: i32,
+        signal: i32,
+        errno: nix::Error,
+    },
+    #[error("container {0} is still running")]
+    Running(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+/// One process of a container (its init, or later an exec).
+pub struct Process {
+    pub pid: i32,
+    stdin: Mutex<Option<File>>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+}
+
+pub struct Container {
+    pub id: String,
+    pub init: Arc<Process>,
+    status: Mutex<Status>,
+    start: Mutex<Option<File>>,
+    status_pipe: Mutex<Option<File>>,
+    dir: PathBuf,
+}
+
+#[derive(Default)]
+pub struct Containers {
+    table: Mutex<HashMap<String, Arc<Container>>>,
+}
+
+fn read_to_end_string(f: &mut File) -> String {
+    let mut out = Vec::new();
+    let _ = f.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Containers {
+    fn get(&self, id: &str) -> Result<Arc<Container>, Error> {
+        let table = self.table.lock().map_err(|_| Error::NotFound(id.into()))?;
+        table
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.into()))
+    }
+
+    /// The init process for an empty exec id or one equal to the container id.
+    fn process(&self, id: &str, exec_id: &str) -> Result<Arc<Process>, Error> {
+        let c = self.get(id)?;
+        if exec_id.is_empty() || exec_id == id {
+            Ok(c.init.clone())
+        } else {
+            Err(Error::ProcessNotFound {
+                container: id.into(),
+                exec_id: exec_id.into(),
+            })
+        }
+    }
+
+    /// Sets the container up to the point of exec; its process waits for `start`.
+    pub fn create(&self, id: &str, spec_json: &[u8], reaper: &Reaper) -> Result<(), Error> {
+        if self.get(id).is_ok() {
+            return Err(Error::Exists(id.into()));
+        }
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_slice(spec_json).map_err(|e| Error::Spec {
+                id: id.into(),
+                reason: e.to_string(),
+            })?;
+        if spec.process().is_none() || spec.root().is_none() {
+            return Err(Error::Spec {
+                id: id.into(),
+                reason: "process and root are required".into(),
+            });
+        }
+        let dir = PathBuf::from(CONTAINERS_DIR).join(id);
+        let spec_path = dir.join("config.json");
+        let io_err = |path: &PathBuf| {
+            let path = path.clone();
+            let id = id.to_string();
+            move |source| Error::Io { id, path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        std::fs::write(&spec_path, spec_json).map_err(io_err(&spec_path))?;
+
+        let Spawned {
+            pid,
+            stdin,
+            stdout,
+            stderr,
+            mut status,
+            start,
+        } = spawn::spawn_container_init(&spec_path)?;
+        let mut first = [0u8; 1];
+        let ready = matches!(status.read(&mut first), Ok(1) if first[0] == b'R');
+        if !ready {
+            let mut message = read_to_end_string(&mut status);
+            if message.is_empty() {
+                message = "container setup ended without a word".into();
+            }
+            reaper.wait(pid.as_raw(), Some(Duration::from_secs(5)));
+            reaper.forget(pid.as_raw());
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Error::Setup {
+                id: id.into(),
+                message: message.trim_start_matches('E').to_string(),
+            });
+        }
+        let container = Arc::new(Container {
+            id: id.into(),
+            init: Arc::new(Process {
+                pid: pid.as_raw(),
+                stdin: Mutex::new(Some(stdin)),
+                stdout: Some(stdout),
+                stderr: Some(stderr),
+            }),
+            status: Mutex::new(Status::Created),
+            start: Mutex::new(Some(start)),
+            status_pipe: Mutex::new(Some(status)),
+            dir,
+        });
+        if let Ok(mut table) = self.table.lock() {
+            table.insert(id.into(), container);
+        }
+        log::info!("container {id}: created, init pid {pid}");
+        Ok(())
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let c = self.get(id)?;
+        let start = c.start.lock().ok().and_then(|mut s| s.take());
+        let Some(mut start) = start else {
+            return Err(Error::NotCreated(id.into()));
+        };
+        start.write_all(b"S").map_err(|source| Error::Stdio {
+            id: id.into(),
+            source,
+        })?;
+        drop(start);
+        let status = c.status_pipe.lock().ok().and_then(|mut s| s.take());
+        let message = status
+            .map(|mut s| read_to_end_string(&mut s))
+            .unwrap_or_default();
+        if !message.is_empty() {
+            c.set_status(Status::Stopped);
+            return Err(Error::Setup {
+                id: id.into(),
+                message: message.trim_start_matches('E').to_string(),
+            });
+        }
+        c.set_status(Status::Running);
+        log::info!("container {id}: started");
+        Ok(())
+    }
+
+    pub fn signal(&self, id: &str, exec_id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        let p = self.process(id, exec_id)?;
+        let sig = Signal::try_from(signal).map_err(|errno| Error::Signal {
+            pid: p.pid,
+            signal,
+            errno,
+        })?;
+        if all {
+            for pid in pids_in_namespace_of(p.pid) {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+        match kill(Pid::from_raw(p.pid), sig) {
+            // Already gone: the caller's intent (the process stops) holds.
+            Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+            Err(errno) => Err(Error::Signal {
+                pid: p.pid,
+                signal,
+                errno,
+            }),
+        }
+    }
+
+    pub fn wait(&self, id: &str, exec_id: &str, reaper: &Reaper) -> Result<i32, Error> {
+        let p = self.process(id, exec_id)?;
+        let code = reaper
+            .wait(p.pid, None)
+            .ok_or_else(|| Error::NotFound(id.into()))?;
+        if let Ok(c) = self.get(id) {
+            c.set_status(Status::Stopped);
+        }
+        Ok(code)
+    }
+
+    pub fn write_stdin(&self, id: &str, exec_id: &str, data: &[u8]) -> Result<usize, Error> {
+        let p = self.process(id, exec_id)?;
+        // Clone the handle so a blocking write does not hold the lock against CloseStdin.
+        let file = {
+            let guard = p.stdin.lock().map_err(|_| Error::Eof)?;
+            guard.as_ref().map(|f| f.as_fd().try_clone_to_owned())
+        };
+        let Some(fd) = file else {
+            return Err(Error::Eof);
+        };
+        let mut f = File::from(fd.map_err(|source| Error::Stdio {
+            id: id.into(),
+            source,
+        })?);
+        f.write(data).map_err(|source| Error::Stdio {
+            id: id.into(),
+            source,
+        })
+    }
+
+    pub fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), Error> {
+        let p = self.process(id, exec_id)?;
+        if let Ok(mut guard) = p.stdin.lock() {
+            guard.take();
+        }
+        Ok(())
+    }
+
+    pub fn read_output(
+        &self,
+        id: &str,
+        exec_id: &str,
+        stderr: bool,
+        len: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let p = self.process(id, exec_id)?;
+        let file = if stderr { &p.stderr } else { &p.stdout };
+        let Some(file) = file else {
+            return Err(Error::Eof);
+        };
+        let mut buf = vec![0u8; len.clamp(1, 1 << 20)];
+        let mut reader = file;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Err(Error::Eof),
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(Error::Stdio {
+                        id: id.into(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Removes a stopped container (or kills it first when `timeout` > 0 allows waiting).
+    pub fn remove(&self, id: &str, timeout: Duration, reaper: &Reaper) -> Result<(), Error> {
+        let c = self.get(id)?;
+        let pid = c.init.pid;
+        if reaper.try_status(pid).is_none() {
+            if c.status() == Status::Created {
+                // Never started: dropping the start pipe makes the helper exit.
+                c.start.lock().ok().and_then(|mut s| s.take());
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if reaper
+                .wait(pid, Some(timeout.max(Duration::from_secs(1))))
+                .is_none()
+            {
+                return Err(Error::Running(id.into()));
+            }
+        }
+        reaper.forget(pid);
+        if let Ok(mut table) = self.table.lock() {
+            table.remove(id);
+        }
+        let _ = std::fs::remove_dir_all(&c.dir);
+        log::info!("container {id}: removed");
+        Ok(())
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.table
+            .lock()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Container {
+    fn set_status(&self, s: Status) {
+        if let Ok(mut status) = self.status.lock() {
+            *status = s;
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| *s).unwrap_or(Status::Stopped)
+    }
+}
+
+/// Every pid whose pid namespace is the one `pid` lives in.
+fn pids_in_namespace_of(pid: i32) -> Vec<i32> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
+        })
+        .collect()
+}

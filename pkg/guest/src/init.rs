@@ -1,0 +1,197 @@
+//! What the agent does as PID 1 before it serves anything: leave the initramfs for a tmpfs root
+//! (pivot_root, which every container uses, refuses to run when the current root is the initial
+//! rootfs), mount the kernel filesystems and load the modules listed by the image builder.
+
+use crate::mounts::{do_mount, ensure_dir};
+use nix::mount::MsFlags;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::Error),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {errno}")]
+    Sys {
+        what: &'static str,
+        errno: nix::Error,
+    },
+}
+
+/// The image builder writes the module file names here, in load order.
+pub const MODULE_LIST: &str = "/etc/kata-modules";
+pub const MODULE_DIR: &str = "/lib/modules";
+const NEW_ROOT: &str = "/newroot";
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.display().to_string();
+    move |source| Error::Io { what, path, source }
+}
+
+/// Copies the initramfs into a tmpfs and makes that tmpfs the root (what switch_root does),
+/// freeing the initramfs files. Must run first, before anything else is mounted.
+pub fn leave_initramfs() -> Result<(), Error> {
+    let new_root = Path::new(NEW_ROOT);
+    ensure_dir(new_root)?;
+    do_mount(
+        Some(Path::new("tmpfs")),
+        new_root,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        "mode=0755",
+    )?;
+    let entries = fs::read_dir("/").map_err(io("reading", Path::new("/")))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name == "newroot" {
+            continue;
+        }
+        let from = Path::new("/").join(&name);
+        copy_tree(&from, &new_root.join(&name))?;
+        // The initramfs is RAM: what is not removed stays allocated forever.
+        let _ = if from.is_dir() && !from.is_symlink() {
+            fs::remove_dir_all(&from)
+        } else {
+            fs::remove_file(&from)
+        };
+    }
+    nix::unistd::chdir(new_root).map_err(|errno| Error::Sys {
+        what: "chdir /newroot",
+        errno,
+    })?;
+    do_mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        MsFlags::MS_MOVE,
+        "",
+    )?;
+    nix::unistd::chroot(".").map_err(|errno| Error::Sys {
+        what: "chroot",
+        errno,
+    })?;
+    nix::unistd::chdir("/").map_err(|errno| Error::Sys {
+        what: "chdir /",
+        errno,
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(from).map_err(io("stat", from))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(from).map_err(io("readlink", from))?;
+        std::os::unix::fs::symlink(target, to).map_err(io("symlink", to))?;
+    } else if ft.is_dir() {
+        fs::DirBuilder::new()
+            .mode(meta.permissions().mode())
+            .create(to)
+            .map_err(io("mkdir", to))?;
+        for entry in fs::read_dir(from).map_err(io("reading", from))?.flatten() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if ft.is_file() {
+        fs::copy(from, to).map_err(io("copying", from))?;
+    }
+    // Device nodes are not copied: devtmpfs provides them.
+    Ok(())
+}
+
+/// proc, sys, dev, pts, shm, run, tmp, cgroup2.
+pub fn mount_kernel_filesystems() -> Result<(), Error> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let table: [(&str, &str, &str, MsFlags, &str); 8] = [
+        ("proc", "/proc", "proc", nosuid_nodev_noexec, ""),
+        ("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, ""),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            "mode=0755",
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "gid=5,mode=620,ptmxmode=666",
+        ),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0755",
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+        ),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            nosuid_nodev_noexec,
+            "",
+        ),
+    ];
+    for (source, target, fstype, flags, data) in table {
+        let target = Path::new(target);
+        ensure_dir(target)?;
+        if let Err(e) = do_mount(Some(Path::new(source)), target, Some(fstype), flags, data) {
+            // devtmpfs may already be mounted by the kernel (CONFIG_DEVTMPFS_MOUNT).
+            if !matches!(
+                e,
+                crate::mounts::Error::Mount {
+                    errno: nix::Error::EBUSY,
+                    ..
+                }
+            ) {
+                return Err(e.into());
+            }
+        }
+    }
+    let _ = fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create("/run/kata-agent");
+    Ok(())
+}
+
+/// Loads the modules named in MODULE_LIST, in order. A module already loaded is fine.
+pub fn load_modules() -> Result<usize, Error> {
+    let list = match fs::read_to_string(MODULE_LIST) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("reading", Path::new(MODULE_LIST))(e)),
+    };
+    let mut loaded = 0;
+    for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = Path::new(MODULE_DIR).join(name);
+        let file = fs::File::open(&path).map_err(io("opening module", &path))?;
+        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) => loaded += 1,
+            Err(nix::Error::EEXIST) => {}
+            Err(errno) => log::warn!("loading module {name}: {errno}"),
+        }
+    }
+    Ok(loaded)
+}

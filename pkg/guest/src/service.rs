@@ -1,0 +1,198 @@
+//! The ttrpc services: AgentService and Health, mapped onto `Containers`.
+
+use crate::container::{self, Containers};
+use crate::reaper::Reaper;
+use crate::storage;
+use protocols::agent::*;
+use protocols::agent_ttrpc::AgentService;
+use protocols::health::{
+    health_check_response::ServingStatus, CheckRequest, HealthCheckResponse, VersionCheckResponse,
+};
+use protocols::health_ttrpc::Health;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use ttrpc::{Code, TtrpcContext};
+
+pub struct Agent {
+    pub containers: Containers,
+    pub reaper: Arc<Reaper>,
+    sandbox_mounts: Mutex<Vec<PathBuf>>,
+}
+
+impl Agent {
+    pub fn new(reaper: Arc<Reaper>) -> Self {
+        Agent {
+            containers: Containers::default(),
+            reaper,
+            sandbox_mounts: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn status(code: Code, msg: impl ToString) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.to_string()))
+}
+
+fn to_rpc(e: container::Error) -> ttrpc::Error {
+    let code = match &e {
+        container::Error::NotFound(_) | container::Error::ProcessNotFound { .. } => Code::NOT_FOUND,
+        container::Error::Exists(_) => Code::ALREADY_EXISTS,
+        container::Error::Spec { .. } => Code::INVALID_ARGUMENT,
+        container::Error::NotCreated(_) | container::Error::Running(_) => Code::FAILED_PRECONDITION,
+        _ => Code::INTERNAL,
+    };
+    if !matches!(e, container::Error::Eof) {
+        log::warn!("{e}");
+    }
+    status(code, e)
+}
+
+type R<T> = ttrpc::Result<T>;
+
+impl AgentService for Agent {
+    fn create_sandbox(&self, _: &TtrpcContext, req: CreateSandboxRequest) -> R<Empty> {
+        if !req.hostname.is_empty() {
+            if let Err(e) = nix::unistd::sethostname(&req.hostname) {
+                log::warn!("sethostname {}: {e}", req.hostname);
+            }
+        }
+        for s in &req.storages {
+            let mounted = storage::mount_storage(s).map_err(|e| status(Code::INTERNAL, e))?;
+            if let Ok(mut m) = self.sandbox_mounts.lock() {
+                m.push(mounted);
+            }
+        }
+        log::info!("sandbox {} created", req.sandbox_id);
+        Ok(Empty::new())
+    }
+
+    fn destroy_sandbox(&self, _: &TtrpcContext, _: DestroySandboxRequest) -> R<Empty> {
+        for id in self.containers.ids() {
+            let _ = self
+                .containers
+                .remove(&id, Duration::from_secs(5), &self.reaper);
+        }
+        let mounts = self
+            .sandbox_mounts
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for m in mounts.iter().rev() {
+            storage::unmount(m);
+        }
+        log::info!("sandbox destroyed");
+        Ok(Empty::new())
+    }
+
+    fn create_container(&self, _: &TtrpcContext, req: CreateContainerRequest) -> R<Empty> {
+        for s in &req.storages {
+            storage::mount_storage(s).map_err(|e| status(Code::INTERNAL, e))?;
+        }
+        self.containers
+            .create(&req.container_id, &req.oci_spec_json, &self.reaper)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn start_container(&self, _: &TtrpcContext, req: StartContainerRequest) -> R<Empty> {
+        self.containers.start(&req.container_id).map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn remove_container(&self, _: &TtrpcContext, req: RemoveContainerRequest) -> R<Empty> {
+        self.containers
+            .remove(
+                &req.container_id,
+                Duration::from_secs(req.timeout.into()),
+                &self.reaper,
+            )
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn signal_process(&self, _: &TtrpcContext, req: SignalProcessRequest) -> R<Empty> {
+        self.containers
+            .signal(&req.container_id, &req.exec_id, req.signal as i32, req.all)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn wait_process(&self, _: &TtrpcContext, req: WaitProcessRequest) -> R<WaitProcessResponse> {
+        let code = self
+            .containers
+            .wait(&req.container_id, &req.exec_id, &self.reaper)
+            .map_err(to_rpc)?;
+        let mut resp = WaitProcessResponse::new();
+        resp.status = code;
+        Ok(resp)
+    }
+
+    fn write_stdin(&self, _: &TtrpcContext, req: WriteStreamRequest) -> R<WriteStreamResponse> {
+        let n = self
+            .containers
+            .write_stdin(&req.container_id, &req.exec_id, &req.data)
+            .map_err(to_rpc)?;
+        let mut resp = WriteStreamResponse::new();
+        resp.len = n as u32;
+        Ok(resp)
+    }
+
+    fn read_stdout(&self, _: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+        self.read(req, false)
+    }
+
+    fn read_stderr(&self, _: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+        self.read(req, true)
+    }
+
+    fn close_stdin(&self, _: &TtrpcContext, req: CloseStdinRequest) -> R<Empty> {
+        self.containers
+            .close_stdin(&req.container_id, &req.exec_id)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn get_guest_details(
+        &self,
+        _: &TtrpcContext,
+        _: GuestDetailsRequest,
+    ) -> R<GuestDetailsResponse> {
+        let mut details = AgentDetails::new();
+        details.version = crate::AGENT_VERSION.into();
+        details.init_daemon = std::process::id() == 1;
+        details.storage_handlers = vec!["9p".into(), "virtio-fs".into(), "tmpfs".into()];
+        let mut resp = GuestDetailsResponse::new();
+        resp.agent_details = Some(details).into();
+        Ok(resp)
+    }
+}
+
+impl Agent {
+    fn read(&self, req: ReadStreamRequest, stderr: bool) -> R<ReadStreamResponse> {
+        let data = self
+            .containers
+            .read_output(&req.container_id, &req.exec_id, stderr, req.len as usize)
+            .map_err(to_rpc)?;
+        let mut resp = ReadStreamResponse::new();
+        resp.data = data;
+        Ok(resp)
+    }
+}
+
+pub struct HealthService;
+
+impl Health for HealthService {
+    fn check(&self, _: &TtrpcContext, _: CheckRequest) -> R<HealthCheckResponse> {
+        let mut resp = HealthCheckResponse::new();
+        resp.status = ServingStatus::SERVING.into();
+        Ok(resp)
+    }
+
+    fn version(&self, _: &TtrpcContext, _: CheckRequest) -> R<VersionCheckResponse> {
+        let mut resp = VersionCheckResponse::new();
+        resp.agent_version = crate::AGENT_VERSION.into();
+        resp.grpc_version = "ttrpc".into();
+        Ok(resp)
+    }
+}

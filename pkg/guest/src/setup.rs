@@ -1,0 +1,467 @@
+//! The in-container setup helper: `kata-agent __container-init <spec.json>`, started by
+//! `spawn` inside fresh mount/pid/ipc/uts namespaces (it is PID 1 of its pid namespace). Being a
+//! separate, single-threaded process, it may freely mount, pivot_root and change credentials.
+//!
+//! File descriptors it is given: 0-2 the process's stdio, `STATUS_FD` a pipe to the agent,
+//! `START_FD` a pipe from the agent. Protocol on STATUS_FD: `R` once the container is set up,
+//! then after the start byte arrives on START_FD the workload is exec'd; STATUS_FD is close-on-exec,
+//! so the agent reads EOF when exec succeeded, or `E<message>` when anything failed.
+
+use crate::mounts::{self, do_mount, ensure_dir, ensure_file, join_in_root, parse_options};
+use nix::mount::{umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, pivot_root, sethostname, Gid, Uid};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Process, Spec};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub const STATUS_FD: i32 = 3;
+pub const START_FD: i32 = 4;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the container spec {path}: {source}")]
+    Spec {
+        path: PathBuf,
+        source: oci_spec::OciSpecError,
+    },
+    #[error("the spec has no {0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Mount(#[from] mounts::Error),
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+    #[error("executable file not found in $PATH: {0}")]
+    NotFound(String),
+    #[error("argument contains a NUL byte: {0:?}")]
+    Nul(String),
+}
+
+fn sys<T>(what: impl Into<String>, r: nix::Result<T>) -> Result<T, Error> {
+    r.map_err(|errno| Error::Sys {
+        what: what.into(),
+        errno,
+    })
+}
+
+/// Entry point of the helper; never returns.
+pub fn container_init_main(spec_path: &Path) -> ! {
+    // SAFETY: the spawner placed these pipe ends at these numbers for us and nobody else owns them.
+    let mut status = unsafe { std::fs::File::from_raw_fd(STATUS_FD) };
+    let code = match run(spec_path, &mut status) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = status.write_all(format!("E{e}").as_bytes());
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+enum Never {}
+
+fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
+    let spec = Spec::load(spec_path).map_err(|source| Error::Spec {
+        path: spec_path.to_path_buf(),
+        source,
+    })?;
+    // Close-on-exec: the agent learns that exec succeeded from EOF on the status pipe.
+    for fd in [STATUS_FD, START_FD] {
+        sys(
+            "fcntl FD_CLOEXEC",
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            ),
+        )?;
+    }
+    let process = spec.process().as_ref().ok_or(Error::Missing("process"))?;
+    let root = spec.root().as_ref().ok_or(Error::Missing("root"))?;
+    let rootfs = root.path().clone();
+
+    prepare_rootfs(&spec, &rootfs)?;
+    enter_rootfs(&rootfs)?;
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().iter().flatten() {
+            mask_path(Path::new(p))?;
+        }
+        for p in linux.readonly_paths().iter().flatten() {
+            readonly_path(Path::new(p))?;
+        }
+    }
+    if root.readonly() == Some(true) {
+        sys(
+            "remount / read-only",
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+        )?;
+    }
+    if let Some(hostname) = spec.hostname() {
+        sys(format!("sethostname {hostname}"), sethostname(hostname))?;
+    }
+    apply_rlimits(process)?;
+    let (argv, envp, exe) = prepare_exec(process)?;
+    set_user(process)?;
+    let cwd = process.cwd();
+    sys(format!("chdir {}", cwd.display()), chdir(cwd.as_path()))?;
+    if process.no_new_privileges() == Some(true) {
+        // SAFETY: plain prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::Sys {
+                what: "prctl(PR_SET_NO_NEW_PRIVS)".into(),
+                errno: nix::Error::last(),
+            });
+        }
+    }
+
+    // Set up: tell the agent, then wait for StartContainer.
+    let _ = status.write_all(b"R");
+    // SAFETY: START_FD was placed for us by the spawner.
+    let mut start = unsafe { std::fs::File::from_raw_fd(START_FD) };
+    let mut byte = [0u8; 1];
+    match start.read(&mut byte) {
+        Ok(1) => {}
+        // The agent went away or removed the container before starting it.
+        _ => std::process::exit(1),
+    }
+    drop(start);
+    let exe = resolve_executable(&exe, &envp)?;
+    let err = nix::unistd::execve(&exe, &argv, &envp).err();
+    Err(Error::Sys {
+        what: format!("exec {}", exe.to_string_lossy()),
+        errno: err.unwrap_or(nix::Error::UnknownErrno),
+    })
+}
+
+fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
+    // Nothing we mount may propagate back to the agent's namespace.
+    sys(
+        "make / rprivate",
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+    )?;
+    // pivot_root needs the new root to be a mount point.
+    do_mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        "",
+    )?;
+    let mut dev_is_tmpfs = false;
+    for m in spec.mounts().iter().flatten() {
+        mount_one(rootfs, m)?;
+        if m.destination() == Path::new("/dev") {
+            dev_is_tmpfs = true;
+        }
+    }
+    if dev_is_tmpfs {
+        create_default_devices(rootfs)?;
+    }
+    if let Some(linux) = spec.linux() {
+        for d in linux.devices().iter().flatten() {
+            create_device(rootfs, d)?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), Error> {
+    let dest = join_in_root(rootfs, m.destination())?;
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("");
+    let is_bind = opts.is_bind() || typ == "bind";
+    if is_bind {
+        let source = m.source().as_deref().unwrap_or(Path::new(""));
+        if source.is_dir() {
+            ensure_dir(&dest)?;
+        } else {
+            ensure_file(&dest)?;
+        }
+        let mut opts = opts;
+        opts.flags.insert(MsFlags::MS_BIND);
+        return Ok(mounts::mount_with_options(
+            Some(source),
+            &dest,
+            None,
+            &opts,
+        )?);
+    }
+    ensure_dir(&dest)?;
+    // The guest runs the unified hierarchy only.
+    let fstype = if typ == "cgroup" { "cgroup2" } else { typ };
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(fstype));
+    match mounts::mount_with_options(Some(&source), &dest, Some(fstype), &opts) {
+        Ok(()) => Ok(()),
+        // Without its own network namespace a container may not mount a fresh sysfs; give it
+        // the VM's, read-only (it describes the VM, not the host).
+        Err(_) if fstype == "sysfs" => {
+            let mut ro = parse_options(&["rbind", "ro", "nosuid", "nodev", "noexec"]);
+            ro.flags |= opts.flags & MsFlags::MS_RDONLY;
+            Ok(mounts::mount_with_options(
+                Some(Path::new("/sys")),
+                &dest,
+                None,
+                &ro,
+            )?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn create_default_devices(rootfs: &Path) -> Result<(), Error> {
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = rootfs.join("dev").join(name);
+        make_node(&path, SFlag::S_IFCHR, 0o666, major, minor)?;
+    }
+    let links = [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ];
+    for (name, target) in links {
+        let path = rootfs.join("dev").join(name);
+        if path.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(target, &path).map_err(|source| {
+                mounts::Error::MountPoint {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn make_node(path: &Path, kind: SFlag, mode: u32, major: u64, minor: u64) -> Result<(), Error> {
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    let dev = makedev(major, minor);
+    match mknod(path, kind, Mode::from_bits_truncate(mode), dev) {
+        Ok(()) => {
+            // mknod applies the umask; the spec's mode is what the container must see.
+            let _ = nix::sys::stat::fchmodat(
+                None,
+                path,
+                Mode::from_bits_truncate(mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            );
+            Ok(())
+        }
+        Err(errno) => Err(Error::Sys {
+            what: format!("mknod {}", path.display()),
+            errno,
+        }),
+    }
+}
+
+fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<(), Error> {
+    let path = join_in_root(rootfs, d.path())?;
+    let kind = match d.typ() {
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    };
+    let mode = d.file_mode().unwrap_or(0o666);
+    make_node(&path, kind, mode, d.major() as u64, d.minor() as u64)?;
+    let uid = d.uid().map(Uid::from_raw);
+    let gid = d.gid().map(Gid::from_raw);
+    if uid.is_some() || gid.is_some() {
+        sys(
+            format!("chown {}", path.display()),
+            nix::unistd::chown(&path, uid, gid),
+        )?;
+    }
+    Ok(())
+}
+
+fn enter_rootfs(rootfs: &Path) -> Result<(), Error> {
+    sys(format!("chdir {}", rootfs.display()), chdir(rootfs))?;
+    // Stack the old root under the new one, then detach it: no put_old folder needed.
+    sys("pivot_root", pivot_root(".", "."))?;
+    sys("umount old root", umount2(".", MntFlags::MNT_DETACH))?;
+    sys("chdir /", chdir("/"))
+}
+
+fn mask_path(path: &Path) -> Result<(), Error> {
+    let Ok(meta) = path.metadata() else {
+        return Ok(()); // nothing to mask
+    };
+    if meta.is_dir() {
+        do_mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            "",
+        )?;
+    } else {
+        do_mount(
+            Some(Path::new("/dev/null")),
+            path,
+            None,
+            MsFlags::MS_BIND,
+            "",
+        )?;
+    }
+    Ok(())
+}
+
+fn readonly_path(path: &Path) -> Result<(), Error> {
+    if path.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    do_mount(
+        Some(path),
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        "",
+    )?;
+    do_mount(
+        None,
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+        "",
+    )?;
+    Ok(())
+}
+
+fn apply_rlimits(process: &Process) -> Result<(), Error> {
+    for rl in process.rlimits().iter().flatten() {
+        let name = format!("{:?}", rl.typ());
+        let Some(resource) = rlimit_resource(&name) else {
+            continue;
+        };
+        let lim = libc::rlimit {
+            rlim_cur: rl.soft(),
+            rlim_max: rl.hard(),
+        };
+        // SAFETY: setrlimit with a valid pointer to an initialised struct.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(Error::Sys {
+                what: format!("setrlimit {name}"),
+                errno: nix::Error::last(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    let upper = name.to_ascii_uppercase();
+    let short = upper.trim_start_matches("RLIMIT_");
+    Some(match short {
+        "AS" => libc::RLIMIT_AS,
+        "CORE" => libc::RLIMIT_CORE,
+        "CPU" => libc::RLIMIT_CPU,
+        "DATA" => libc::RLIMIT_DATA,
+        "FSIZE" => libc::RLIMIT_FSIZE,
+        "LOCKS" => libc::RLIMIT_LOCKS,
+        "MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "NICE" => libc::RLIMIT_NICE,
+        "NOFILE" => libc::RLIMIT_NOFILE,
+        "NPROC" => libc::RLIMIT_NPROC,
+        "RSS" => libc::RLIMIT_RSS,
+        "RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RTTIME" => libc::RLIMIT_RTTIME,
+        "SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+fn set_user(process: &Process) -> Result<(), Error> {
+    let user = process.user();
+    let gid = Gid::from_raw(user.gid());
+    let uid = Uid::from_raw(user.uid());
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    sys("setgroups", nix::unistd::setgroups(&groups))?;
+    sys(
+        format!("setgid {gid}"),
+        nix::unistd::setresgid(gid, gid, gid),
+    )?;
+    sys(
+        format!("setuid {uid}"),
+        nix::unistd::setresuid(uid, uid, uid),
+    )
+}
+
+type ExecParts = (Vec<CString>, Vec<CString>, String);
+
+fn prepare_exec(process: &Process) -> Result<ExecParts, Error> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let first = args.first().ok_or(Error::Missing("process.args"))?.clone();
+    let cstr = |s: &str| CString::new(s).map_err(|_| Error::Nul(s.to_string()));
+    let argv = args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
+    Ok((argv, envp, first))
+}
+
+/// execvpe semantics with the container's own PATH (not the agent's).
+fn resolve_executable(name: &str, envp: &[CString]) -> Result<CString, Error> {
+    let to_c =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Nul(name.into()));
+    if name.contains('/') {
+        return to_c(Path::new(name));
+    }
+    let path_var = envp
+        .iter()
+        .filter_map(|e| e.to_str().ok())
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if let Ok(meta) = candidate.metadata() {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return to_c(&candidate);
+            }
+        }
+    }
+    Err(Error::NotFound(name.to_string()))
+}

@@ -1,0 +1,414 @@
+//! Pure functions that turn a [`VmConfig`] into QEMU / virtiofsd argument vectors
+//! and the guest kernel command line. No I/O here, so everything is unit tested.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Accel, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG};
+
+/// Kernel parameters every guest gets. Each one earns its place (measured under TCG):
+/// `cryptomgr.notests` saves ~0.4 s, `tsc=reliable no_timer_check` skip clocksource
+/// checks, `panic=-1` + QEMU `-no-reboot` turn a guest panic into a QEMU exit the
+/// runtime notices, `reboot=k` makes a guest reboot a plain keyboard-controller reset.
+pub const BASE_KERNEL_PARAMS: &[&str] = &[
+    "console=ttyS0",
+    "quiet",
+    "panic=-1",
+    "cryptomgr.notests",
+    "tsc=reliable",
+    "no_timer_check",
+    "reboot=k",
+];
+
+/// Prefix of kernel parameters that the guest agent (not the kernel) interprets.
+pub const AGENT_PARAM_PREFIX: &str = "agent.";
+
+/// A kernel parameter addressed to the agent: `agent_param("log", "debug")` gives `agent.log=debug`.
+pub fn agent_param(key: &str, value: &str) -> String {
+    format!("{AGENT_PARAM_PREFIX}{key}={value}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("sandbox {sandbox_id}: accelerator must be resolved (kvm or tcg) before building the QEMU command line")]
+    UnresolvedAccel { sandbox_id: String },
+    #[error("sandbox {sandbox_id}: {what} path {} is not valid UTF-8", .path.display())]
+    NonUtf8Path {
+        sandbox_id: String,
+        what: &'static str,
+        path: PathBuf,
+    },
+    #[error("sandbox {sandbox_id}: virtiofsd arguments requested but shared_fs is not virtio-fs")]
+    NotVirtioFs { sandbox_id: String },
+}
+
+/// The guest kernel command line: base parameters, debug tweaks, then the extras.
+pub fn kernel_params(cfg: &VmConfig) -> String {
+    let mut params: Vec<String> = BASE_KERNEL_PARAMS
+        .iter()
+        // `quiet` hides exactly the boot messages one wants when debugging.
+        .filter(|p| !(cfg.debug && **p == "quiet"))
+        .map(|p| p.to_string())
+        .collect();
+    if cfg.debug {
+        params.push(agent_param("log", "debug"));
+    }
+    params.extend(cfg.kernel_params.iter().cloned());
+    params.join(" ")
+}
+
+/// QEMU's option parser splits on ',' and reads ",," as a literal comma, so any
+/// user-controlled value placed inside a `key=value,...` option must be escaped.
+fn opt_escape(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+fn utf8<'a>(cfg: &VmConfig, what: &'static str, path: &'a Path) -> Result<&'a str, CmdlineError> {
+    path.to_str().ok_or_else(|| CmdlineError::NonUtf8Path {
+        sandbox_id: cfg.sandbox_id.clone(),
+        what,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The full QEMU argument vector (without argv[0]).
+///
+/// `accel` must be resolved (`Kvm` or `Tcg`); the caller runs the probe for `Auto`.
+pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineError> {
+    let accel_name = accel
+        .qemu_name()
+        .ok_or_else(|| CmdlineError::UnresolvedAccel {
+            sandbox_id: cfg.sandbox_id.clone(),
+        })?;
+    // qemu64 under TCG: `max` costs ~0.15 s of boot; `host` only means something with KVM.
+    let cpu = match accel {
+        Accel::Kvm => "host",
+        _ => "qemu64",
+    };
+
+    let qmp = cfg.qmp_socket();
+    let console = cfg.console_socket();
+    let agent = cfg.agent_socket();
+    let pid_file = cfg.pid_file();
+    let log = cfg.qemu_log();
+    let qmp = opt_escape(utf8(cfg, "QMP socket", &qmp)?);
+    let console = opt_escape(utf8(cfg, "console socket", &console)?);
+    let agent = opt_escape(utf8(cfg, "agent socket", &agent)?);
+    // -pidfile, -D, -kernel, -initrd and -append take their value verbatim (no option
+    // parsing), so these are not escaped.
+    let pid_file = utf8(cfg, "pid file", &pid_file)?.to_string();
+    let log = utf8(cfg, "QEMU log", &log)?.to_string();
+    let kernel = utf8(cfg, "kernel", &cfg.kernel)?.to_string();
+
+    let mut a: Vec<String> = Vec::with_capacity(64);
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+
+    push(&["-name", &format!("sandbox-{}", cfg.sandbox_id)]);
+    push(&[
+        "-machine",
+        &format!("{},accel={accel_name}", cfg.machine_type),
+    ]);
+    push(&["-cpu", cpu]);
+    push(&["-m", &format!("{}M", cfg.memory_mib)]);
+    push(&["-smp", &cfg.vcpus.to_string()]);
+    if matches!(cfg.shared_fs, SharedFs::VirtioFs { .. }) {
+        // vhost-user-fs needs guest RAM that virtiofsd can map: a shared memfd
+        // backend covering all of RAM, attached through a NUMA node.
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                cfg.memory_mib
+            ),
+        ]);
+        push(&["-numa", "node,memdev=mem"]);
+    }
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+        "-daemonize",
+    ]);
+    push(&["-pidfile", &pid_file]);
+    push(&["-D", &log]);
+    if cfg.debug {
+        // Gives -D something to record: guest accesses to unimplemented/invalid hardware.
+        push(&["-d", "guest_errors"]);
+    }
+    push(&["-qmp", &format!("unix:{qmp},server=on,wait=off")]);
+
+    // Serial console on a socket: the kernel's console=ttyS0 lands here.
+    push(&[
+        "-chardev",
+        &format!("socket,id=console,path={console},server=on,wait=off"),
+    ]);
+    push(&["-serial", "chardev:console"]);
+
+    // The agent channel: a virtio-serial port the guest agent finds by name.
+    push(&["-device", "virtio-serial-pci,id=serial0"]);
+    push(&[
+        "-chardev",
+        &format!("socket,id=charch0,path={agent},server=on,wait=off"),
+    ]);
+    push(&[
+        "-device",
+        "virtserialport,bus=serial0.0,chardev=charch0,name=agent.channel.0",
+    ]);
+
+    // Without an entropy source the guest's first blocking getrandom waits ~1 s.
+    push(&["-object", "rng-random,id=rng0,filename=/dev/urandom"]);
+    push(&["-device", "virtio-rng-pci,rng=rng0"]);
+
+    match &cfg.shared_fs {
+        SharedFs::Virtio9p { .. } => {
+            let shared = opt_escape(utf8(cfg, "shared dir", &cfg.shared_dir)?);
+            // multidevs=remap: the share may span several host filesystems (bind-mounted
+            // volumes); without it inode numbers from different devices can collide.
+            push(&[
+                "-fsdev",
+                &format!("local,id=fs0,path={shared},security_model=none,multidevs=remap"),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtio-9p-pci,fsdev=fs0,mount_tag={SHARED_FS_MOUNT_TAG}"),
+            ]);
+        }
+        SharedFs::VirtioFs { .. } => {
+            let sock = cfg.vhost_fs_socket();
+            let sock = opt_escape(utf8(cfg, "vhost-user-fs socket", &sock)?);
+            push(&["-chardev", &format!("socket,id=char-fs,path={sock}")]);
+            push(&[
+                "-device",
+                &format!(
+                    "vhost-user-fs-pci,chardev=char-fs,tag={SHARED_FS_MOUNT_TAG},queue-size=1024"
+                ),
+            ]);
+        }
+    }
+
+    // Root ports only exist on PCIe machines (q35); on `pc` hot-plug uses the root bus.
+    if cfg.machine_type.contains("q35") {
+        for i in 1..=cfg.hotplug_root_ports {
+            push(&[
+                "-device",
+                &format!("pcie-root-port,id=rp{i},bus=pcie.0,chassis=2,slot={i}"),
+            ]);
+        }
+    }
+
+    push(&["-kernel", &kernel]);
+    if let Some(initrd) = &cfg.initrd {
+        push(&["-initrd", utf8(cfg, "initrd", initrd)?]);
+    }
+    push(&["-append", &kernel_params(cfg)]);
+    Ok(a)
+}
+
+/// virtiofsd's argument vector for a virtio-fs configuration.
+pub fn virtiofsd_args(cfg: &VmConfig) -> Result<Vec<String>, CmdlineError> {
+    let SharedFs::VirtioFs { cache, .. } = &cfg.shared_fs else {
+        return Err(CmdlineError::NotVirtioFs {
+            sandbox_id: cfg.sandbox_id.clone(),
+        });
+    };
+    let sock = cfg.vhost_fs_socket();
+    let sock = utf8(cfg, "vhost-user-fs socket", &sock)?;
+    // virtiofsd's -o values are comma-separated lists too.
+    let shared = opt_escape(utf8(cfg, "shared dir", &cfg.shared_dir)?);
+    let mut a = vec![
+        format!("--socket-path={sock}"),
+        "-o".to_string(),
+        format!("source={shared}"),
+        "-o".to_string(),
+        format!("cache={}", opt_escape(cache)),
+        "-o".to_string(),
+        "sandbox=namespace".to_string(),
+        // Stay in the foreground: the pid we spawn must be the one we stop later.
+        "-f".to_string(),
+    ];
+    if cfg.debug {
+        a.push("-o".to_string());
+        a.push("log_level=debug".to_string());
+    }
+    Ok(a)
+}
+
+/// Renders an argument vector as a shell-pasteable line (for logs and error messages).
+pub fn shell_line(program: &Path, args: &[String]) -> String {
+    fn quote(s: &str) -> String {
+        let plain = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:+@".contains(c));
+        if plain {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    }
+    std::iter::once(program.to_string_lossy().into_owned())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// Argument vectors are laid out as option/value pairs; keep them that way.
+#[rustfmt::skip]
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> VmConfig {
+        let mut c = VmConfig::new("abc", "/run/vc/vm/abc", "/g/vmlinux", "/run/kata/shared/abc");
+        c.initrd = Some(PathBuf::from("/g/initrd.img"));
+        c
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    const HEAD_TCG: &[&str] = &[
+        "-name", "sandbox-abc",
+        "-machine", "q35,accel=tcg",
+        "-cpu", "qemu64",
+        "-m", "256M",
+        "-smp", "1",
+    ];
+    const COMMON: &[&str] = &[
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-daemonize",
+        "-pidfile", "/run/vc/vm/abc/qemu.pid",
+        "-D", "/run/vc/vm/abc/qemu.log",
+    ];
+    const DEVICES: &[&str] = &[
+        "-qmp", "unix:/run/vc/vm/abc/qmp.sock,server=on,wait=off",
+        "-chardev", "socket,id=console,path=/run/vc/vm/abc/console.sock,server=on,wait=off",
+        "-serial", "chardev:console",
+        "-device", "virtio-serial-pci,id=serial0",
+        "-chardev", "socket,id=charch0,path=/run/vc/vm/abc/kata.sock,server=on,wait=off",
+        "-device", "virtserialport,bus=serial0.0,chardev=charch0,name=agent.channel.0",
+        "-object", "rng-random,id=rng0,filename=/dev/urandom",
+        "-device", "virtio-rng-pci,rng=rng0",
+    ];
+    const TAIL: &[&str] = &[
+        "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=2,slot=1",
+        "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
+        "-kernel", "/g/vmlinux",
+        "-initrd", "/g/initrd.img",
+    ];
+    const PARAMS: &str = "console=ttyS0 quiet panic=-1 cryptomgr.notests tsc=reliable no_timer_check reboot=k";
+
+    #[test]
+    fn default_9p_tcg_command_line() {
+        let got = qemu_args(&cfg(), Accel::Tcg).unwrap();
+        eprintln!("{}", shell_line(Path::new("/usr/bin/qemu-system-x86_64"), &got));
+        let mut want = s(HEAD_TCG);
+        want.extend(s(COMMON));
+        want.extend(s(DEVICES));
+        want.extend(s(&[
+            "-fsdev", "local,id=fs0,path=/run/kata/shared/abc,security_model=none,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=kataShared",
+        ]));
+        want.extend(s(TAIL));
+        want.extend(s(&["-append", PARAMS]));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn virtio_fs_kvm_debug_command_line() {
+        let mut c = cfg();
+        c.shared_fs = SharedFs::virtio_fs();
+        c.debug = true;
+        c.memory_mib = 512;
+        c.vcpus = 2;
+        c.kernel_params = vec!["agent.trace=true".into(), "panic=0".into()];
+        let got = qemu_args(&c, Accel::Kvm).unwrap();
+        let mut want = s(&[
+            "-name", "sandbox-abc",
+            "-machine", "q35,accel=kvm",
+            "-cpu", "host",
+            "-m", "512M",
+            "-smp", "2",
+            "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+            "-numa", "node,memdev=mem",
+        ]);
+        want.extend(s(COMMON));
+        want.extend(s(&["-d", "guest_errors"]));
+        want.extend(s(DEVICES));
+        want.extend(s(&[
+            "-chardev", "socket,id=char-fs,path=/run/vc/vm/abc/vhost-fs.sock",
+            "-device", "vhost-user-fs-pci,chardev=char-fs,tag=kataShared,queue-size=1024",
+        ]));
+        want.extend(s(TAIL));
+        want.extend(s(&[
+            "-append",
+            "console=ttyS0 panic=-1 cryptomgr.notests tsc=reliable no_timer_check reboot=k \
+             agent.log=debug agent.trace=true panic=0",
+        ]));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn kernel_params_debug_on_off() {
+        let mut c = cfg();
+        assert_eq!(kernel_params(&c), PARAMS);
+        c.debug = true;
+        let p = kernel_params(&c);
+        assert!(!p.split(' ').any(|x| x == "quiet"));
+        assert!(p.ends_with(" agent.log=debug"));
+        assert_eq!(agent_param("log", "debug"), "agent.log=debug");
+    }
+
+    #[test]
+    fn auto_accel_is_refused() {
+        assert!(matches!(
+            qemu_args(&cfg(), Accel::Auto),
+            Err(CmdlineError::UnresolvedAccel { .. })
+        ));
+    }
+
+    #[test]
+    fn no_initrd_no_root_ports_on_pc() {
+        let mut c = cfg();
+        c.initrd = None;
+        c.machine_type = "pc".into();
+        let got = qemu_args(&c, Accel::Tcg).unwrap();
+        assert!(!got.iter().any(|a| a == "-initrd"));
+        assert!(!got.iter().any(|a| a.starts_with("pcie-root-port")));
+        assert!(got.iter().any(|a| a == "pc,accel=tcg"));
+    }
+
+    #[test]
+    fn commas_in_paths_are_escaped_where_qemu_parses_options() {
+        let mut c = cfg();
+        c.vm_dir = PathBuf::from("/run/a,b");
+        c.shared_dir = PathBuf::from("/s,x");
+        let got = qemu_args(&c, Accel::Tcg).unwrap();
+        assert!(got.contains(&"unix:/run/a,,b/qmp.sock,server=on,wait=off".to_string()));
+        assert!(got.contains(&"/run/a,b/qemu.pid".to_string()));
+        assert!(got.iter().any(|a| a.starts_with("local,id=fs0,path=/s,,x,")));
+    }
+
+    #[test]
+    fn virtiofsd_command_line() {
+        let mut c = cfg();
+        assert!(virtiofsd_args(&c).is_err());
+        c.shared_fs = SharedFs::virtio_fs();
+        assert_eq!(
+            virtiofsd_args(&c).unwrap(),
+            s(&[
+                "--socket-path=/run/vc/vm/abc/vhost-fs.sock",
+                "-o", "source=/run/kata/shared/abc",
+                "-o", "cache=none",
+                "-o", "sandbox=namespace",
+                "-f",
+            ])
+        );
+    }
+
+    #[test]
+    fn shell_line_quotes_what_needs_it() {
+        let line = shell_line(Path::new("/usr/bin/qemu"), &s(&["-append", "a b", "x'y", ""]));
+        assert_eq!(line, r"/usr/bin/qemu -append 'a b' 'x'\''y' ''");
+    }
+}

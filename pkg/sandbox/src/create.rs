@@ -1,0 +1,272 @@
+//! `create`: from a bundle to a container waiting in its own VM for `start`.
+
+use crate::procs::{self, ProxyArgs, ShimArgs};
+use crate::rollback::Rollback;
+use crate::share::{self, GUEST_SHARED};
+use crate::{Error, Result, Runtime};
+use agent_client::{messages as msg, AgentClient};
+use hypervisor::{Hypervisor, Qemu, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG};
+use oci::{Bundle, ContainerType};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+use store::{ContainerRecord, ProcessRef, SandboxRecord, Status};
+
+pub struct CreateOptions<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+}
+
+/// A created container; `shim` is our child (wait on it in `run`, or just drop it).
+pub struct Created {
+    pub shim: Child,
+}
+
+pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
+    let started = Instant::now();
+    let id = opts.id;
+    oci::validate_id(id)?;
+    if rt.store.exists(id) {
+        return Err(store::Error::Exists(id.into()).into());
+    }
+    let bundle = Bundle::load(opts.bundle)?;
+    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    if let ContainerType::PodContainer { sandbox_id } = oci::container_type(Some(&annotations))? {
+        return Err(Error::Unsupported(format!(
+            "container {id} asks to join sandbox {sandbox_id}: joining an existing sandbox is not implemented yet"
+        )));
+    }
+    let process = bundle.spec.process().as_ref();
+    let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal {
+        return Err(Error::Unsupported(
+            "process.terminal is true: terminals are not implemented yet (set \"terminal\": false)"
+                .into(),
+        ));
+    }
+    if let Some(socket) = opts.console_socket {
+        log::warn!(
+            "--console-socket {} ignored: the process has no terminal",
+            socket.display()
+        );
+    }
+    // Resolve every path before anything is created: a missing piece is reported up front.
+    let qemu_path = rt.config.qemu_path()?;
+    let kernel = rt.config.kernel_path()?;
+    let initrd = rt.config.initrd_path()?;
+    let proxy_bin = rt.config.proxy_path()?;
+    let shim_bin = rt.config.shim_path()?;
+
+    let mut undo = Rollback::new();
+    let state_dir = rt.store.claim(id)?;
+    {
+        let store = rt.store.clone();
+        let id = id.to_string();
+        undo.push("remove state folder", move || {
+            let _ = store.remove(&id);
+        });
+    }
+    let _lock = rt.store.lock(id, store::LockMode::Exclusive)?;
+
+    // A sandbox of its own: the container id names the sandbox.
+    let sandbox_id = id;
+    let vm_dir = rt.vm_dir(sandbox_id);
+    let shared_dir = rt.shared_dir(sandbox_id);
+    for dir in [&vm_dir, &shared_dir] {
+        // Leftovers of a crashed earlier sandbox with this id: the state folder we just
+        // claimed did not exist, so nothing owns them.
+        if dir.exists() {
+            share::unmount_tree(dir);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::fs::create_dir_all(dir).map_err(crate::io_err("creating", dir.as_path()))?;
+        let d = dir.clone();
+        undo.push("remove sandbox folder", move || {
+            share::unmount_tree(&d);
+            let _ = std::fs::remove_dir_all(&d);
+        });
+    }
+
+    let (guest_spec, share_base) =
+        share::share_container(&shared_dir, id, &bundle.rootfs, &bundle.spec)?;
+    {
+        let b = share_base.clone();
+        undo.push("unshare rootfs", move || share::unshare_container(&b));
+    }
+
+    let q = &rt.config.hypervisor.qemu;
+    let debug = q.enable_debug || rt.config.agent.kata.enable_debug;
+    let mut vm = VmConfig::new(crate::short_name(sandbox_id), &vm_dir, kernel, &shared_dir);
+    vm.qemu_path = qemu_path;
+    vm.initrd = Some(initrd);
+    vm.memory_mib = q.default_memory;
+    vm.vcpus = q.default_vcpus;
+    vm.machine_type = q.machine_type.clone();
+    vm.kernel_params = q
+        .kernel_params
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    vm.debug = debug;
+    vm.stop_timeout_ms = rt.config.runtime.sandbox_stop_timeout.max(1) * 1000;
+    vm.probe_cache_dir = Some(rt.config.runtime.vm_dir.clone());
+    vm.accel = match q.accelerator.as_str() {
+        "kvm" => hypervisor::Accel::Kvm,
+        "tcg" => hypervisor::Accel::Tcg,
+        _ => hypervisor::Accel::Auto,
+    };
+    vm.shared_fs = match q.shared_fs.as_str() {
+        "virtio-fs" => SharedFs::VirtioFs {
+            daemon: q.virtio_fs_daemon.clone(),
+            cache: q.virtio_fs_cache.clone(),
+        },
+        _ => SharedFs::Virtio9p { msize: q.msize_9p },
+    };
+    vm.validate()?;
+    let shared_storage = shared_fs_storage(&vm.shared_fs);
+
+    let mut qemu = Qemu::new(vm);
+    qemu.start()?;
+    log::info!(
+        "sandbox {sandbox_id}: VM started in {:?}",
+        started.elapsed()
+    );
+    let qemu_state = qemu
+        .state()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| Error::Unsupported(format!("hypervisor state: {e}")))?
+        .unwrap_or_default();
+    {
+        let state = qemu.state().cloned();
+        undo.push("stop VM", move || {
+            if let Some(s) = state {
+                let _ = Qemu::from_state(s).stop();
+            }
+        });
+    }
+
+    let proxy_socket = vm_dir.join("proxy.sock");
+    let proxy = procs::start_proxy(
+        &ProxyArgs {
+            binary: &proxy_bin,
+            listen: &proxy_socket,
+            mux: &qemu.agent_socket(),
+            console: &qemu.console_socket(),
+            sandbox_id,
+            log: &vm_dir.join("proxy.log"),
+            debug,
+        },
+        Duration::from_secs(10),
+    )?;
+    undo.push("stop proxy", move || {
+        procs::stop_process(&proxy, Duration::from_secs(2))
+    });
+
+    let agent = AgentClient::wait_ready(&proxy_socket, rt.dial_timeout(), rt.call_timeout())?;
+    log::info!(
+        "sandbox {sandbox_id}: agent ready after {:?}",
+        started.elapsed()
+    );
+    let mut req = msg::CreateSandboxRequest::new();
+    req.sandbox_id = sandbox_id.into();
+    req.hostname = bundle.spec.hostname().clone().unwrap_or_default();
+    req.storages = vec![shared_storage];
+    agent.create_sandbox(&req)?;
+
+    let spec_json = serde_json::to_vec(&guest_spec)
+        .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
+    let mut req = msg::CreateContainerRequest::new();
+    req.container_id = id.into();
+    req.exec_id = id.into();
+    req.oci_spec_json = spec_json;
+    agent.create_container(&req)?;
+
+    let shim = procs::start_shim(&ShimArgs {
+        binary: &shim_bin,
+        agent_socket: &proxy_socket,
+        container_id: id,
+        exec_id: id,
+        terminal,
+        log: vm_dir.join(format!("shim-{}.log", crate::short_name(id))),
+        debug,
+    })?;
+    let shim_ref = ProcessRef::of(shim.id() as i32);
+    {
+        let pid = shim.id() as i32;
+        undo.push("kill shim", move || {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        });
+    }
+
+    rt.store.save_sandbox(&SandboxRecord {
+        id: sandbox_id.into(),
+        vm_dir: vm_dir.clone(),
+        shared_dir: shared_dir.clone(),
+        hypervisor: qemu_state,
+        proxy: Some(proxy),
+        proxy_socket: proxy_socket.clone(),
+        containers: vec![id.into()],
+    })?;
+    rt.store.save_container(&ContainerRecord {
+        id: id.into(),
+        sandbox_id: sandbox_id.into(),
+        bundle: bundle.path.clone(),
+        status: Status::Created,
+        shim: shim_ref,
+        rootfs_mount: share_base,
+        created: crate::time::now_rfc3339(),
+        annotations,
+    })?;
+    // Callers treat the pid file's appearance as "created": write it last.
+    if let Some(pid_file) = opts.pid_file {
+        write_pid_file(pid_file, shim.id())?;
+    }
+    undo.disarm();
+    let _ = state_dir;
+    log::info!("container {id}: created in {:?}", started.elapsed());
+    Ok(Created { shim })
+}
+
+/// The storage that makes the agent mount the shared folder.
+fn shared_fs_storage(fs: &SharedFs) -> msg::Storage {
+    let mut s = msg::Storage::new();
+    s.source = SHARED_FS_MOUNT_TAG.into();
+    s.mount_point = GUEST_SHARED.into();
+    match fs {
+        SharedFs::Virtio9p { msize } => {
+            s.driver = "9p".into();
+            s.fstype = "9p".into();
+            s.options = vec![
+                "trans=virtio".into(),
+                "version=9p2000.L".into(),
+                format!("msize={msize}"),
+                "cache=mmap".into(),
+                "nodev".into(),
+            ];
+        }
+        SharedFs::VirtioFs { .. } => {
+            s.driver = "virtio-fs".into();
+            s.fstype = "virtiofs".into();
+            s.options = vec!["nodev".into()];
+        }
+    }
+    s
+}
+
+fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
+    let path: PathBuf = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(crate::io_err("resolving", path))?
+            .join(path)
+    };
+    store::write_atomic(&path, pid.to_string().as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The orchestration behind every runtime verb. Read `create` top-down to see one container
+//! come to life: id and bundle checks, the id claimed in the store, the rootfs shared, QEMU
+//! booted, the proxy started, the agent asked to create the container, the shim spawned, the
+//! records saved, and the pid file written last.
+
+mod create;
+mod lifecycle;
+mod procs;
+mod rollback;
+mod share;
+mod signal;
+mod time;
+
+pub use create::{create, CreateOptions, Created};
+pub use lifecycle::{delete, kill, start, state, OciState};
+pub use signal::parse_signal;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Hypervisor(#[from] hypervisor::Error),
+    #[error(transparent)]
+    VmConfig(#[from] hypervisor::ConfigError),
+    #[error(transparent)]
+    Agent(#[from] agent_client::Error),
+    #[error("{component} {path}: {reason}")]
+    Spawn {
+        component: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{what} {path}: {errno}")]
+    Mount {
+        what: &'static str,
+        path: PathBuf,
+        errno: nix::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {id} is {status}: {action}")]
+    BadState {
+        id: String,
+        status: store::Status,
+        action: &'static str,
+    },
+    #[error("unknown signal {0:?}")]
+    BadSignal(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io_err(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { what, path, source }
+}
+
+/// What every verb needs: the state store (`--root`) and the configuration.
+pub struct Runtime {
+    pub store: store::Store,
+    pub config: config::Config,
+}
+
+impl Runtime {
+    pub fn new(root: PathBuf, config: config::Config) -> Self {
+        Runtime {
+            store: store::Store::new(root),
+            config,
+        }
+    }
+
+    pub(crate) fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.agent.kata.request_timeout.max(1))
+    }
+
+    pub(crate) fn dial_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.agent.kata.dial_timeout.max(1))
+    }
+
+    /// A VM folder name short enough for unix socket paths whatever the id's length.
+    pub(crate) fn vm_dir(&self, sandbox_id: &str) -> PathBuf {
+        self.config.runtime.vm_dir.join(short_name(sandbox_id))
+    }
+
+    pub(crate) fn shared_dir(&self, sandbox_id: &str) -> PathBuf {
+        self.config.runtime.shared_dir.join(short_name(sandbox_id))
+    }
+}
+
+/// Ids up to 48 bytes are used as they are; longer ones are cut and given a hash suffix.
+pub(crate) fn short_name(id: &str) -> String {
+    if id.len() <= 48 {
+        return id.to_string();
+    }
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{}-{h:016x}", &id[..31])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_bounded_and_distinct() {
+        assert_eq!(short_name("abc"), "abc");
+        let a = short_name(&"a".repeat(1024));
+        let b = short_name(&format!("{}b", "a".repeat(1023)));
+        assert!(a.len() <= 48 && b.len() <= 48);
+        assert_ne!(a, b);
+    }
+}

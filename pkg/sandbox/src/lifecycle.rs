@@ -1,0 +1,216 @@
+//! start, state, kill, delete: the verbs that act on an existing container.
+
+use crate::procs;
+use crate::share;
+use crate::{Error, Result, Runtime};
+use agent_client::{messages as msg, AgentClient};
+use hypervisor::{Hypervisor, Qemu, QemuState};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use store::{ContainerRecord, LockMode, SandboxRecord, Status};
+
+/// The OCI state document, as `runc state` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState {
+    pub oci_version: String,
+    pub id: String,
+    pub status: String,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+}
+
+/// A record's status corrected by reality: a container whose shim is gone has stopped.
+fn effective_status(rec: &ContainerRecord) -> Status {
+    match rec.status {
+        Status::Stopped => Status::Stopped,
+        s if rec.shim.is_some_and(|p| p.alive()) => s,
+        _ => Status::Stopped,
+    }
+}
+
+fn load(rt: &Runtime, id: &str) -> Result<(ContainerRecord, SandboxRecord)> {
+    oci::validate_id(id)?;
+    let rec = rt.store.load_container(id)?;
+    let sb = rt.store.load_sandbox(&rec.sandbox_id)?;
+    Ok((rec, sb))
+}
+
+fn agent(rt: &Runtime, sb: &SandboxRecord) -> Result<AgentClient> {
+    Ok(AgentClient::connect(&sb.proxy_socket, rt.call_timeout())?)
+}
+
+pub fn state(rt: &Runtime, id: &str) -> Result<OciState> {
+    oci::validate_id(id)?;
+    let rec = rt.store.load_container(id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let rec = rt.store.load_container(id)?;
+    let status = effective_status(&rec);
+    Ok(OciState {
+        oci_version: "1.0.2".into(),
+        id: rec.id.clone(),
+        status: status.to_string(),
+        pid: match status {
+            Status::Stopped => 0,
+            _ => rec.shim.map(|p| p.pid).unwrap_or(0),
+        },
+        rootfs: rec.bundle.join("rootfs"),
+        bundle: rec.bundle,
+        created: rec.created,
+        owner: String::new(),
+        annotations: rec.annotations,
+    })
+}
+
+pub fn start(rt: &Runtime, id: &str) -> Result<()> {
+    let (rec, _) = load(rt, id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Exclusive)?;
+    let (mut rec, sb) = load(rt, id)?;
+    let status = effective_status(&rec);
+    if status != Status::Created {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: "only a created container can be started",
+        });
+    }
+    let mut req = msg::StartContainerRequest::new();
+    req.container_id = id.into();
+    agent(rt, &sb)?.start_container(&req)?;
+    rec.status = Status::Running;
+    rt.store.save_container(&rec)?;
+    log::info!("container {id}: started");
+    Ok(())
+}
+
+pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<()> {
+    let (rec, _) = load(rt, id)?;
+    // Shared: a kill changes no record, and must not wait behind a slow create or delete of
+    // another container of the pod.
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let (rec, sb) = load(rt, id)?;
+    let status = effective_status(&rec);
+    if status == Status::Stopped && !all {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: "cannot signal a container that is not running",
+        });
+    }
+    if status == Status::Stopped {
+        return Ok(());
+    }
+    let mut req = msg::SignalProcessRequest::new();
+    req.container_id = id.into();
+    req.signal = signal as u32;
+    req.all = all;
+    agent(rt, &sb)?.signal_process(&req)?;
+    Ok(())
+}
+
+pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
+    oci::validate_id(id)?;
+    let rec = match rt.store.load_container(id) {
+        Ok(r) => r,
+        // A corrupt record must not make the container undeletable.
+        Err(store::Error::Corrupt { .. }) if force => return force_remove_corrupt(rt, id),
+        Err(e) => return Err(e.into()),
+    };
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Exclusive)?;
+    let rec = rt.store.load_container(id)?;
+    let sb = rt.store.load_sandbox(&rec.sandbox_id)?;
+    let status = effective_status(&rec);
+    if matches!(status, Status::Running | Status::Paused) && !force {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: "cannot delete a container that is not stopped (use --force)",
+        });
+    }
+    let agent = agent(rt, &sb)
+        .inspect_err(|e| log::warn!("delete {id}: {e}"))
+        .ok();
+    if let Some(a) = &agent {
+        if status != Status::Stopped {
+            let mut req = msg::SignalProcessRequest::new();
+            req.container_id = id.into();
+            req.signal = libc::SIGKILL as u32;
+            req.all = true;
+            if let Err(e) = a.signal_process(&req) {
+                log::warn!("delete {id}: {e}");
+            }
+        }
+        let mut req = msg::RemoveContainerRequest::new();
+        req.container_id = id.into();
+        req.timeout = 5;
+        if let Err(e) = a.remove_container(&req) {
+            log::warn!("delete {id}: {e}");
+        }
+    }
+    if let Some(shim) = rec.shim {
+        // The shim exits once its process has; if the VM is gone it may be stuck.
+        if !procs::wait_gone(&shim, Duration::from_secs(3)) {
+            procs::stop_process(&shim, Duration::from_secs(1));
+        }
+    }
+    share::unshare_container(&rec.rootfs_mount);
+    if rec.sandbox_id == id {
+        stop_sandbox(rt, &sb, agent.as_ref());
+    }
+    rt.store.remove(id)?;
+    log::info!("container {id}: deleted");
+    Ok(())
+}
+
+/// Tears the sandbox's VM down: agent, QEMU, proxy, folders.
+fn stop_sandbox(rt: &Runtime, sb: &SandboxRecord, agent: Option<&AgentClient>) {
+    if let Some(a) = agent {
+        if let Err(e) = a.destroy_sandbox(&msg::DestroySandboxRequest::new()) {
+            log::warn!("sandbox {}: {e}", sb.id);
+        }
+    }
+    match serde_json::from_value::<QemuState>(sb.hypervisor.clone()) {
+        Ok(state) => {
+            if let Err(e) = Qemu::from_state(state).stop() {
+                log::warn!("sandbox {}: stopping the VM: {e}", sb.id);
+            }
+        }
+        Err(e) => log::warn!("sandbox {}: unreadable hypervisor state: {e}", sb.id),
+    }
+    if let Some(proxy) = sb.proxy {
+        // It exits by itself when the VM goes away; make sure.
+        if !procs::wait_gone(&proxy, Duration::from_secs(2)) {
+            procs::stop_process(&proxy, Duration::from_secs(2));
+        }
+    }
+    for dir in [&sb.shared_dir, &sb.vm_dir] {
+        share::unmount_tree(dir);
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("removing {}: {e}", dir.display());
+            }
+        }
+    }
+    let _ = rt;
+}
+
+/// `delete --force` of a container whose record cannot be read: remove what its id names.
+fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
+    log::warn!("container {id}: state is corrupt; removing what can be found");
+    if let Ok(sb) = rt.store.load_sandbox(id) {
+        stop_sandbox(rt, &sb, None);
+    }
+    for dir in [rt.shared_dir(id), rt.vm_dir(id)] {
+        share::unmount_tree(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    rt.store.remove(id)?;
+    Ok(())
+}

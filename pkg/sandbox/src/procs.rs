@@ -1,0 +1,159 @@
+//! The host processes a sandbox needs besides QEMU: one kata-proxy per sandbox (a daemon in
+//! its own session, with no inherited stdio) and one kata-shim per container process (which
+//! does inherit the caller's stdio: for containerd those pipes are the container's).
+
+use crate::{Error, Result};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use store::ProcessRef;
+
+const READY_FD: i32 = 3;
+
+pub struct ProxyArgs<'a> {
+    pub binary: &'a Path,
+    pub listen: &'a Path,
+    pub mux: &'a Path,
+    pub console: &'a Path,
+    pub sandbox_id: &'a str,
+    pub log: &'a Path,
+    pub debug: bool,
+}
+
+/// Starts kata-proxy and waits until it says (one byte on a pipe) that it listens.
+pub fn start_proxy(a: &ProxyArgs, timeout: Duration) -> Result<ProcessRef> {
+    let (ready_r, ready_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Spawn {
+        component: "kata-proxy",
+        path: a.binary.to_path_buf(),
+        reason: format!("pipe: {e}"),
+    })?;
+    let mut cmd = Command::new(a.binary);
+    cmd.arg("--listen-socket")
+        .arg(a.listen)
+        .arg("--mux-socket")
+        .arg(a.mux)
+        .arg("--console-socket")
+        .arg(a.console)
+        .arg("--sandbox")
+        .arg(a.sandbox_id)
+        .arg("--log")
+        .arg(a.log)
+        .arg("--ready-fd")
+        .arg(READY_FD.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if a.debug {
+        cmd.arg("--debug");
+    }
+    let ready_raw = ready_w.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (setsid, dup2) in the forked child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(ready_raw, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::Spawn {
+        component: "kata-proxy",
+        path: a.binary.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    drop(ready_w);
+    let proc_ref = ProcessRef::of(child.id() as i32);
+    let mut ready = std::fs::File::from(ready_r);
+    let ok = wait_readable(&ready, timeout) && matches!(ready.read(&mut [0u8; 1]), Ok(1));
+    if !ok {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::Spawn {
+            component: "kata-proxy",
+            path: a.binary.to_path_buf(),
+            reason: format!(
+                "did not become ready within {timeout:?} (see {})",
+                a.log.display()
+            ),
+        });
+    }
+    proc_ref.ok_or_else(|| Error::Spawn {
+        component: "kata-proxy",
+        path: a.binary.to_path_buf(),
+        reason: "exited right after starting".into(),
+    })
+}
+
+fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
+}
+
+pub struct ShimArgs<'a> {
+    pub binary: &'a Path,
+    pub agent_socket: &'a Path,
+    pub container_id: &'a str,
+    pub exec_id: &'a str,
+    pub terminal: bool,
+    pub log: PathBuf,
+    pub debug: bool,
+}
+
+/// Starts kata-shim with the caller's stdio. The caller decides whether to wait for it (`run`)
+/// or leave it to its own parent (`create`: containerd-shim and conmon are subreapers).
+pub fn start_shim(a: &ShimArgs) -> Result<Child> {
+    let mut cmd = Command::new(a.binary);
+    cmd.arg("--agent")
+        .arg(a.agent_socket)
+        .arg("--container")
+        .arg(a.container_id)
+        .arg("--exec-id")
+        .arg(a.exec_id)
+        .arg("--log")
+        .arg(&a.log);
+    if a.terminal {
+        cmd.arg("--terminal");
+    }
+    if a.debug {
+        cmd.arg("--debug");
+    }
+    cmd.spawn().map_err(|e| Error::Spawn {
+        component: "kata-shim",
+        path: a.binary.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Waits for a process we may not be the parent of to go away.
+pub fn wait_gone(p: &ProcessRef, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while p.alive() {
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// SIGTERM, then SIGKILL after `timeout`.
+pub fn stop_process(p: &ProcessRef, timeout: Duration) {
+    if !p.alive() {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(p.pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    if !wait_gone(p, timeout) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        wait_gone(p, Duration::from_secs(2));
+    }
+}

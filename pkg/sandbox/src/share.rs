@@ -1,0 +1,182 @@
+//! The sandbox's shared folder: the host side of what the guest mounts at
+//! `/run/kata-containers/shared/containers`. Each container's rootfs and bind-mount sources are
+//! bind-mounted into it under the container's id, and the spec handed to the agent names the
+//! guest paths instead of the host's.
+
+use crate::{Error, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
+
+/// The guest mount point of the shared folder (must match the agent's `SHARED_MOUNT`).
+pub const GUEST_SHARED: &str = "/run/kata-containers/shared/containers";
+
+fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
+    let err = |errno| Error::Mount {
+        what: "bind-mounting into the shared folder",
+        path: target.to_path_buf(),
+        errno,
+    };
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err)?;
+    // Keep host mount events from propagating in (and ours out).
+    let _ = mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    );
+    if readonly {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+pub fn unmount_tree(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut targets: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    targets.dedup();
+    for t in targets {
+        if let Err(e) = umount2(&t, MntFlags::MNT_DETACH) {
+            log::warn!("unmounting {}: {e}", t.display());
+        }
+    }
+}
+
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Shares a container's rootfs and bind-mount sources; returns the spec for the guest and the
+/// host folder holding the container's share (`<shared>/<cid>`).
+pub fn share_container(
+    shared_dir: &Path,
+    container_id: &str,
+    rootfs: &Path,
+    spec: &Spec,
+) -> Result<(Spec, PathBuf)> {
+    let base = shared_dir.join(container_id);
+    let host_rootfs = base.join("rootfs");
+    std::fs::create_dir_all(&host_rootfs).map_err(crate::io_err("creating", &host_rootfs))?;
+    bind(rootfs, &host_rootfs, false)?;
+    let guest_base = Path::new(GUEST_SHARED).join(container_id);
+
+    let mut guest_spec = spec.clone();
+    if let Some(root) = guest_spec.root().clone() {
+        let mut root = root;
+        root.set_path(guest_base.join("rootfs"));
+        guest_spec.set_root(Some(root));
+    }
+    let mut mounts = guest_spec.mounts().clone().unwrap_or_default();
+    for (i, m) in mounts.iter_mut().enumerate() {
+        let is_bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        let Some(source) = m.source().clone() else {
+            continue;
+        };
+        if !is_bind {
+            continue;
+        }
+        let source = match source.canonicalize() {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(Error::Io {
+                    what: "bind mount source",
+                    path: source,
+                    source: e,
+                })
+            }
+        };
+        let name = format!(
+            "{i}-{}",
+            source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("root")
+        );
+        let host = base.join("mounts").join(&name);
+        if source.is_dir() {
+            std::fs::create_dir_all(&host).map_err(crate::io_err("creating", &host))?;
+        } else {
+            if let Some(p) = host.parent() {
+                std::fs::create_dir_all(p).map_err(crate::io_err("creating", p))?;
+            }
+            std::fs::write(&host, b"").map_err(crate::io_err("creating", &host))?;
+        }
+        let readonly = m.options().iter().flatten().any(|o| o == "ro");
+        bind(&source, &host, readonly)?;
+        m.set_source(Some(guest_base.join("mounts").join(&name)));
+    }
+    if !mounts.is_empty() {
+        guest_spec.set_mounts(Some(mounts));
+    }
+    Ok((guest_spec, base))
+}
+
+/// Undoes `share_container`.
+pub fn unshare_container(base: &Path) {
+    unmount_tree(base);
+    if let Err(e) = std::fs::remove_dir_all(base) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("removing {}: {e}", base.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(
+            super::unescape_mountinfo("/a\\040b"),
+            std::path::PathBuf::from("/a b")
+        );
+        assert_eq!(
+            super::unescape_mountinfo("/plain"),
+            std::path::PathBuf::from("/plain")
+        );
+    }
+}

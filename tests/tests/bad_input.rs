@@ -1,0 +1,92 @@
+//! Bad input: one clear line on stderr, exit status 1, nothing left behind. These need no VM:
+//! every check happens before one would be started.
+
+use e2e_tests::Env;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn assert_refused(env: &Env, args: &[&str], what: &str) {
+    let out = env.run(args, b"", T);
+    assert_eq!(
+        out.code(),
+        1,
+        "{what}: expected exit 1; stderr: {}",
+        out.stderr
+    );
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: expected one stderr line, got {lines:?}"
+    );
+    assert!(
+        lines[0].len() > 20,
+        "{what}: unhelpful message {:?}",
+        lines[0]
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn missing_bundle() {
+    let env = Env::new();
+    assert_refused(
+        &env,
+        &["create", "--bundle", "/nonexistent/bundle", "c1"],
+        "missing bundle",
+    );
+}
+
+#[test]
+fn malformed_config_json() {
+    let env = Env::new();
+    let b = env.bundle("bad", &["true"]);
+    std::fs::write(b.join("config.json"), "{\"ociVersion\": ").unwrap();
+    let out = env.run(&["create", "--bundle", b.to_str().unwrap(), "c1"], b"", T);
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr.contains("config.json"), "{}", out.stderr);
+    assert_refused(
+        &env,
+        &["create", "--bundle", b.to_str().unwrap(), "c1"],
+        "malformed config",
+    );
+}
+
+#[test]
+fn unknown_ids() {
+    let env = Env::new();
+    for verb in [
+        &["state"][..],
+        &["start"],
+        &["kill"],
+        &["delete"],
+        &["delete", "--force"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push("nosuch");
+        assert_refused(&env, &args, &format!("{verb:?} of an unknown id"));
+    }
+}
+
+#[test]
+fn unsafe_ids() {
+    let env = Env::new();
+    let b = env.bundle("ok", &["true"]);
+    let long = "a".repeat(1025);
+    for id in ["../x", "a/b", "", "..", long.as_str()] {
+        assert_refused(
+            &env,
+            &["create", "--bundle", b.to_str().unwrap(), id],
+            &format!("create {id:?}"),
+        );
+        assert_refused(&env, &["state", id], &format!("state {id:?}"));
+    }
+}
+
+#[test]
+fn unknown_signal() {
+    let env = Env::new();
+    assert_refused(&env, &["kill", "nosuch", "SIGFOO"], "unknown signal");
+    assert_refused(&env, &["kill", "nosuch", "99"], "signal out of range");
+}

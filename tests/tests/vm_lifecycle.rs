@@ -1,0 +1,175 @@
+//! create → state → start → kill → delete, as containerd and conmon drive it.
+
+use e2e_tests::{processes_mentioning, wait_timeout, Env};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(120);
+
+fn state(env: &Env, id: &str) -> serde_json::Value {
+    let out = env.run(&["state", id], b"", T);
+    assert_eq!(out.code(), 0, "state failed: {}", out.stderr);
+    serde_json::from_slice(&out.stdout).expect("state is JSON")
+}
+
+fn wait_status(env: &Env, id: &str, want: &str, within: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = state(env, id);
+        if s["status"] == want {
+            return s;
+        }
+        assert!(
+            start.elapsed() < within,
+            "status stayed {} (wanted {want})",
+            s["status"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn vm_create_start_kill_delete() {
+    let env = Env::new();
+    let script = "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done";
+    let b = env.bundle("life", &["sh", "-c", script]);
+    let pid_file = env.path().join("init.pid");
+    let out_file = env.path().join("stdout");
+    let stdout = std::fs::File::create(&out_file).unwrap();
+
+    // The shim inherits create's stdio: give it a file, as a caller gives it pipes.
+    let mut create = env.cmd(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "life",
+    ]);
+    create
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let mut child = create.spawn().unwrap();
+    let status = wait_timeout(&mut child, T);
+    assert!(status.success(), "create failed");
+
+    let s = state(&env, "life");
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], "life");
+    assert_eq!(s["ociVersion"], "1.0.2");
+    assert_eq!(s["bundle"], b.canonicalize().unwrap().to_str().unwrap());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(s["pid"], pid);
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "kata-shim", "pid file names a live kata-shim");
+
+    let out = env.run(&["start", "life"], b"", T);
+    assert_eq!(out.code(), 0, "start: {}", out.stderr);
+    assert_eq!(state(&env, "life")["status"], "running");
+    // Wait for the trap to be installed before signalling.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&out_file)
+        .unwrap()
+        .contains("ready")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "container never printed ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let out = env.run(&["kill", "life", "TERM"], b"", T);
+    assert_eq!(out.code(), 0, "kill: {}", out.stderr);
+    let s = wait_status(&env, "life", "stopped", Duration::from_secs(30));
+    assert_eq!(s["pid"], 0);
+    assert!(
+        std::fs::read_to_string(&out_file)
+            .unwrap()
+            .contains("got TERM"),
+        "trap handler did not run"
+    );
+
+    let out = env.run(&["delete", "life"], b"", T);
+    assert_eq!(out.code(), 0, "delete: {}", out.stderr);
+    env.assert_clean();
+    let out = env.run(&["state", "life"], b"", T);
+    assert_eq!(out.code(), 1);
+}
+
+#[test]
+fn vm_delete_force_of_a_running_container() {
+    let env = Env::new();
+    let b = env.bundle("sleeper", &["sleep", "1000"]);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "sleeper"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
+    assert_eq!(state(&env, "sleeper")["status"], "running");
+    let out = env.run(&["delete", "sleeper"], b"", T);
+    assert_eq!(
+        out.code(),
+        1,
+        "delete of a running container must be refused"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let out = env.run(&["delete", "--force", "sleeper"], b"", T);
+    assert_eq!(out.code(), 0, "delete --force: {}", out.stderr);
+    env.assert_clean();
+}
+
+#[test]
+fn vm_two_containers_run_in_two_separate_vms() {
+    let env = Env::new();
+    let ba = env.bundle("a", &["sleep", "1000"]);
+    let bb = env.bundle("b", &["sleep", "1000"]);
+    let t = {
+        let mut c = env.cmd(&["run", "-d", "--bundle", bb.to_str().unwrap(), "b"]);
+        c.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::spawn(move || wait_timeout(&mut child, T))
+    };
+    let out = env.run(
+        &["run", "-d", "--bundle", ba.to_str().unwrap(), "a"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run a: {}", out.stderr);
+    assert!(t.join().unwrap().success(), "run b failed");
+
+    let qemu_a = processes_mentioning(&env.path().join("vm/a/").to_string_lossy());
+    let qemu_b = processes_mentioning(&env.path().join("vm/b/").to_string_lossy());
+    let qa: Vec<_> = qemu_a
+        .iter()
+        .filter(|(_, c)| c.contains("qemu-system"))
+        .collect();
+    let qb: Vec<_> = qemu_b
+        .iter()
+        .filter(|(_, c)| c.contains("qemu-system"))
+        .collect();
+    assert_eq!(qa.len(), 1, "{qemu_a:?}");
+    assert_eq!(qb.len(), 1, "{qemu_b:?}");
+    assert_ne!(qa[0].0, qb[0].0);
+    // Each VM is given only its own container's files.
+    let shared_a: Vec<_> = std::fs::read_dir(env.path().join("shared/a"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(shared_a, vec![std::ffi::OsString::from("a")]);
+
+    for id in ["a", "b"] {
+        let out = env.run(&["delete", "--force", id], b"", T);
+        assert_eq!(out.code(), 0, "delete {id}: {}", out.stderr);
+    }
+    env.assert_clean();
+}

@@ -1,0 +1,73 @@
+//! `kata-runtime run` end to end: real binaries, a real QEMU VM per container.
+
+use e2e_tests::{host_kernel_release, Env};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(120);
+
+#[test]
+fn vm_run_prints_the_guest_kernel_release() {
+    let env = Env::new();
+    let b = env.bundle("uname", &["uname", "-r"]);
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "uname"], b"", T);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let guest = out.stdout_str().trim().to_string();
+    assert!(!guest.is_empty(), "no output; stderr: {}", out.stderr);
+    assert_ne!(
+        guest,
+        host_kernel_release(),
+        "the container saw the host's kernel"
+    );
+    // The guest image's kernel, as recorded by the image builder.
+    let manifest =
+        std::fs::read_to_string(e2e_tests::bin_dir().join("../../../build/guest/manifest.json"))
+            .expect("guest manifest");
+    assert!(
+        manifest.contains(&guest),
+        "{guest} is not the guest image's kernel: {manifest}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn vm_pid_1_is_the_containers_own_process() {
+    let env = Env::new();
+    let b = env.bundle("cmdline", &["cat", "/proc/1/cmdline"]);
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "cmdline"], b"", T);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"cat\0/proc/1/cmdline\0");
+    env.assert_clean();
+}
+
+#[test]
+fn vm_exit_codes_pass_through() {
+    let env = Env::new();
+    let b = env.bundle("exit7", &["sh", "-c", "exit 7"]);
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "exit7"], b"", T);
+    assert_eq!(out.code(), 7, "stderr: {}", out.stderr);
+    let b = env.bundle("kill9", &["sh", "-c", "kill -9 $$"]);
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "kill9"], b"", T);
+    assert_eq!(out.code(), 137, "stderr: {}", out.stderr);
+    env.assert_clean();
+}
+
+#[test]
+fn vm_one_mib_through_cat_is_byte_identical() {
+    let env = Env::new();
+    let b = env.bundle("cat", &["cat"]);
+    // Pseudo-random, so any reordering or loss shows.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let data: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "cat"], &data, T);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "output differs from input");
+    env.assert_clean();
+}
