@@ -11,7 +11,6 @@ mod relay;
 mod signals;
 mod tty;
 
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -54,9 +53,9 @@ fn run() -> Result<i32> {
     // thread with it unblocked would take its default action (mostly: kill the shim).
     let caught = signals::block_all().context("cannot block signals")?;
     tune_malloc();
-    // Before any socket is opened: a missing fd 0-2 would be taken by a socket, and we would
-    // relay the agent connection into itself.
-    ensure_std_fds().context("cannot set up stdin/stdout/stderr")?;
+    // A closed fd 0-2 would be taken by an agent socket, which we would then relay into itself;
+    // Rust's runtime already opened /dev/null on any of them before main (test:
+    // closed_stdin_counts_as_empty).
 
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(args::Command::Run(a)) => a,
@@ -79,7 +78,10 @@ fn run() -> Result<i32> {
         // Not fatal: losing the log is better than failing the container.
         eprintln!(
             "kata-shim: cannot open log file {}: {e}; logging to stderr",
-            describe(&args.log)
+            args.log
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
         );
         logger::init(None, args.debug, &args.container, &args.exec_id).ok();
     }
@@ -236,33 +238,4 @@ fn tune_malloc() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024);
     }
-}
-
-/// Opens /dev/null on any of fds 0-2 that is closed.
-fn ensure_std_fds() -> std::io::Result<()> {
-    let devnull = CString::new("/dev/null").map_err(std::io::Error::other)?;
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only queries the descriptor.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
-            continue;
-        }
-        // open returns the lowest free descriptor, which is `fd` since the lower ones are open.
-        // SAFETY: valid C string.
-        let got = unsafe { libc::open(devnull.as_ptr(), libc::O_RDWR) };
-        if got < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if got != fd {
-            return Err(std::io::Error::other(format!(
-                "/dev/null opened as fd {got}, not {fd}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn describe(p: &Option<std::path::PathBuf>) -> String {
-    p.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
 }

@@ -530,6 +530,31 @@ fn gone_stdout_reader_does_not_stop_the_relay() {
 }
 
 #[test]
+fn closed_stdin_counts_as_empty() {
+    use std::os::unix::process::CommandExt;
+    let fx = Fixture::start("c8", "c8");
+    let url = fx.url();
+    let mut cmd = shim(&["--agent", &url, "--container", "c8", "--exec-id", "c8"]);
+    cmd.stdout(Stdio::piped());
+    // SAFETY: close(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(libc::STDIN_FILENO);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn kata-shim");
+    let err = drain_stderr(child.stderr.take());
+    // If an agent socket took fd 0, the shim would "read stdin" from it and never close the
+    // process's stdin: cat would never exit.
+    let st = wait(&mut child);
+    let stderr = err.join().unwrap_or_default();
+    assert_eq!(st.code(), Some(0), "exit status {st}; stderr: {stderr}");
+    fx.assert_no_errors();
+    assert_eq!(fx.cat().close_calls, 1);
+}
+
+#[test]
 fn terminal_goes_raw_resizes_and_is_restored() {
     let fx = Fixture::start("c6", "e6");
     let url = fx.url();
@@ -628,6 +653,12 @@ fn rss_while_relaying() {
     );
     thread::sleep(Duration::from_millis(200));
     println!("idle VmRSS: {:?} kB", proc_status_kb(pid, "VmRSS:"));
+    let before = context_switches(pid);
+    thread::sleep(Duration::from_secs(1));
+    println!(
+        "idle wake-ups per second: {}",
+        context_switches(pid) - before
+    );
     let total = 64 << 20;
     let data = noise(total);
     let started = Instant::now();
@@ -694,6 +725,23 @@ fn print_smaps(pid: u32) {
     for l in rollup.lines().skip(1).filter(|l| !l.ends_with(" 0 kB")) {
         println!("{l}");
     }
+}
+
+/// Voluntary context switches of all the threads of `pid`: how often an idle shim wakes up.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            let l = s
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {

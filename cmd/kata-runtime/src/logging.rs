@@ -7,7 +7,6 @@ use log::{LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 struct FileLogger {
     file: Mutex<std::fs::File>,

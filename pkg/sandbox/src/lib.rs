@@ -14,6 +14,7 @@ mod time;
 pub use create::{create, CreateOptions, Created};
 pub use lifecycle::{delete, kill, start, state, OciState};
 pub use signal::parse_signal;
+pub use time::now_rfc3339;
 
 use std::path::PathBuf;
 use std::time::Duration;
