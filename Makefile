@@ -40,7 +40,7 @@ test: guest
 	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
 
 bench: guest
-	@scripts/bench.sh $(BIN_DIR)
+	python3 scripts/bench.py $(BIN_DIR)
 
 install: build guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/kata-containers

@@ -163,34 +163,33 @@ pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     out
 }
 
+/// Runs `cmd` with `stdin` fed in. Output goes to files, not pipes: a detached container's
+/// shim inherits them and keeps them open after the runtime exits.
 pub fn run_cmd(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
+    let out_file = tempfile::tempfile().expect("stdout file");
+    let err_file = tempfile::tempfile().expect("stderr file");
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(out_file.try_clone().expect("dup"))
+        .stderr(err_file.try_clone().expect("dup"));
     let mut child = cmd.spawn().expect("spawning kata-runtime");
     let mut sin = child.stdin.take().expect("stdin");
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = sin.write_all(&input);
     });
-    let mut sout = child.stdout.take().expect("stdout");
-    let mut serr = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = sout.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = serr.read_to_end(&mut v);
-        v
-    });
     let status = wait_timeout(&mut child, timeout);
     let _ = writer.join();
+    let read_all = |mut f: std::fs::File| {
+        use std::io::Seek;
+        let mut v = Vec::new();
+        let _ = f.seek(std::io::SeekFrom::Start(0));
+        let _ = f.read_to_end(&mut v);
+        v
+    };
     Output {
         status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+        stdout: read_all(out_file),
+        stderr: String::from_utf8_lossy(&read_all(err_file)).into_owned(),
     }
 }
 

@@ -42,10 +42,7 @@ impl Log for FileLogger {
 }
 
 fn timestamp() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    sandbox::now_rfc3339()
 }
 
 pub fn init(g: &Global) {

@@ -128,6 +128,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let shared_storage = shared_fs_storage(&vm.shared_fs);
 
     let mut qemu = Qemu::new(vm);
+    let vm_started = Instant::now();
     qemu.start()?;
     log::info!(
         "sandbox {sandbox_id}: VM started in {:?}",

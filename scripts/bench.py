@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""make bench: measures and prints; asserts nothing.
+
+Figures (median/min/max of N runs, taken in the same run so they compare):
+  floor        QEMU start -> first console line of a trivial static /init (same kernel, same
+               machine and kernel command line as the runtime's VMs)
+  run true     `kata-runtime run` of `true`, end to end
+  agent ready  QEMU start -> the agent's first Health.Check answer (from the runtime's log)
+  RSS          kata-proxy and kata-shim (and QEMU) while a container runs
+Writes build/bench/results.json too.
+"""
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+N = int(os.environ.get("BENCH_RUNS", "5"))
+BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/x86_64-unknown-linux-gnu/release")
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+GUEST = os.path.join(TOP, "build/guest")
+OUT = os.path.join(TOP, "build/bench")
+KERNEL_PARAMS = "console=ttyS0 quiet panic=-1 cryptomgr.notests tsc=reliable no_timer_check reboot=k"
+
+
+def stats(xs):
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def newc(entries):
+    """A newc cpio archive of (name, mode, data, rdev_major, rdev_minor) entries."""
+    out = bytearray()
+    def pad(n):
+        out.extend(b"\0" * ((4 - n % 4) % 4))
+    for ino, (name, mode, data, major, minor) in enumerate(entries + [("TRAILER!!!", 0, b"", 0, 0)], 1):
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join("%08X" % v for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, major, minor, len(nb), 0))
+        out.extend(hdr.encode() + nb)
+        pad(110 + len(nb))
+        out.extend(data)
+        pad(len(data))
+    return bytes(out)
+
+
+def floor_initrd(path):
+    with open(os.path.join(BIN, "floor-init"), "rb") as f:
+        init = f.read()
+    with open(path, "wb") as f:
+        f.write(newc([("dev", 0o40755, b"", 0, 0), ("dev/console", 0o20600, b"", 5, 1),
+                      ("init", 0o100755, init, 0, 0)]))
+
+
+def floor_once(initrd):
+    cmd = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m", "256M",
+           "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+           "-serial", "stdio", "-object", "rng-random,id=rng0,filename=/dev/urandom",
+           "-device", "virtio-rng-pci,rng=rng0", "-kernel", os.path.join(GUEST, "vmlinux"),
+           "-initrd", initrd, "-append", KERNEL_PARAMS]
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    took = None
+    for line in p.stdout:
+        if b"KATA-FLOOR-READY" in line:
+            took = time.monotonic() - t0
+            break
+    p.wait(timeout=30)
+    return took
+
+
+def runtime(env, *args, **kw):
+    cmd = [os.path.join(BIN, "kata-runtime"), "--root", env["root"], "--kata-config", env["config"],
+           "--log", env["log"], "--log-format", "json"] + list(args)
+    return subprocess.run(cmd, timeout=120, **kw)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="kbench", dir="/tmp")
+    env = {"root": os.path.join(work, "root"), "config": os.path.join(work, "config.toml"),
+           "log": os.path.join(work, "runtime.log")}
+    with open(env["config"], "w") as f:
+        f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n' % (work, work))
+    bundle = os.path.join(work, "bundle")
+    subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "true"], check=True)
+    sleeper = os.path.join(work, "sleeper")
+    subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), sleeper, "sleep", "1000"], check=True)
+    initrd = os.path.join(work, "floor.img")
+    floor_initrd(initrd)
+
+    floor, run_true, ready = [], [], []
+    for i in range(N):
+        t = floor_once(initrd)
+        if t is not None:
+            floor.append(t)
+        t0 = time.monotonic()
+        r = runtime(env, "run", "--bundle", bundle, "b%d" % i, stdout=subprocess.DEVNULL)
+        if r.returncode == 0:
+            run_true.append(time.monotonic() - t0)
+    with open(env["log"]) as f:
+        for line in f:
+            msg = json.loads(line).get("msg", "")
+            if "agent ready" in msg:
+                ready.append(float(msg.split("agent ready ")[1].split("s ")[0]))
+
+    rss = {}
+    r = runtime(env, "run", "-d", "--bundle", sleeper, "rss", stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if r.returncode == 0:
+        time.sleep(1)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+                status = open("/proc/%s/status" % pid).read()
+            except OSError:
+                continue
+            if work.encode() not in b" ".join(cmdline):
+                continue
+            name = os.path.basename(cmdline[0].decode())
+            kb = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS")))
+            rss[name] = kb / 1024
+        runtime(env, "delete", "--force", "rss")
+
+    results = {"floor_s": stats(floor) if floor else None,
+               "run_true_s": stats(run_true) if run_true else None,
+               "agent_ready_s": stats(ready) if ready else None,
+               "rss_mib": rss}
+    fl = results["floor_s"]["median"] if floor else None
+    print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
+    for key, label in [("floor_s", "floor: QEMU start -> /init line"),
+                       ("agent_ready_s", "QEMU start -> agent ready"),
+                       ("run_true_s", "kata-runtime run true")]:
+        s = results[key]
+        if s:
+            ratio = "%.2f" % (s["median"] / fl) if fl else "-"
+            print("%-34s %8.3fs %8.3fs %8.3fs %9s" % (label, s["median"], s["min"], s["max"], ratio))
+        else:
+            print("%-34s   (failed)" % label)
+    for name, mib in sorted(rss.items()):
+        print("%-34s %8.1f MiB" % ("RSS " + name, mib))
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
