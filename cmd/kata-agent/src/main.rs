@@ -35,16 +35,26 @@ fn run() -> anyhow::Result<()> {
         guest::init::mount_kernel_filesystems().context("mounting kernel filesystems")?;
     }
     logger::init(logger::level_from_cmdline());
+    let mut late_modules = Vec::new();
     if pid1 {
-        let n = guest::init::load_modules().context("loading kernel modules")?;
+        let rerooted = started.elapsed();
+        let (early, late) = guest::init::module_plan().context("reading the module list")?;
+        let n = guest::init::load_modules(&early).context("loading kernel modules")?;
+        late_modules = late;
         log::info!(
-            "early init done, {n} modules loaded in {:?}",
+            "early init done in {:?}: root moved to tmpfs in {rerooted:?}, {n} modules loaded",
             started.elapsed()
         );
     }
     // Before any thread exists, so that every thread inherits the blocked SIGCHLD.
     reaper::block_sigchld().context("blocking SIGCHLD")?;
     let reaper = Reaper::start().context("starting the reaper")?;
+    if late_modules.is_empty() {
+        guest::init::mark_late_modules_done();
+    } else {
+        guest::init::load_late_modules_in_background(late_modules)
+            .context("starting the module loader")?;
+    }
 
     let socket = Path::new(guest::AGENT_SOCKET);
     if let Some(dir) = socket.parent() {

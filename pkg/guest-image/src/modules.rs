@@ -374,7 +374,7 @@ impl KernelModules {
         })?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "ko" {
-            return Ok(raw);
+            return Ok(strip_signature(raw));
         }
         let format = compress::detect(&raw).ok_or_else(|| ModuleError::BadElf {
             path: path.clone(),
@@ -665,5 +665,51 @@ mod tests {
             resolve(&["other"], &mut km),
             Err(ModuleError::WrongKernel { .. })
         ));
+    }
+}
+
+/// Marker that ends a module carrying an appended signature.
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// Drops a module's appended signature. Checking it (RSA + SHA-256 per module) is most of the
+/// module load time under TCG; the modules come from the package whose hash the manifest
+/// records, and the kernel does not enforce signatures (CONFIG_MODULE_SIG_FORCE unset), so it
+/// loads them and marks itself tainted. A module without a valid trailer is left as it is.
+pub fn strip_signature(mut ko: Vec<u8>) -> Vec<u8> {
+    // struct module_signature: algo, hash, id_type, signer_len, key_id_len, pad[3], be32 sig_len.
+    const INFO_LEN: usize = 12;
+    let Some(body_end) = ko.len().checked_sub(SIGNATURE_MAGIC.len()) else {
+        return ko;
+    };
+    if &ko[body_end..] != SIGNATURE_MAGIC || body_end < INFO_LEN {
+        return ko;
+    }
+    let info = &ko[body_end - INFO_LEN..body_end];
+    let sig_len = u32::from_be_bytes([info[8], info[9], info[10], info[11]]) as usize;
+    let extra = usize::from(info[3]) + usize::from(info[4]);
+    let Some(start) = (body_end - INFO_LEN).checked_sub(sig_len + extra) else {
+        return ko;
+    };
+    ko.truncate(start);
+    ko
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn strips_an_appended_signature_and_nothing_else() {
+        let mut ko = b"\x7fELF-module-body".to_vec();
+        let body = ko.clone();
+        ko.extend_from_slice(&[0xAA; 5]); // the PKCS#7 blob
+        ko.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        ko.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(strip_signature(ko), body);
+        assert_eq!(strip_signature(body.clone()), body);
+        let mut bogus = b"x".to_vec();
+        bogus.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]);
+        bogus.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(strip_signature(bogus.clone()), bogus);
     }
 }

@@ -176,15 +176,49 @@ pub fn mount_kernel_filesystems() -> Result<(), Error> {
     Ok(())
 }
 
-/// Loads the modules named in MODULE_LIST, in order. A module already loaded is fine.
-pub fn load_modules() -> Result<usize, Error> {
+/// Modules the agent needs before it can answer at all: the virtio transport, the agent's
+/// serial port, entropy (yamux seeds its RNG at once) and the 9p share that CreateSandbox
+/// mounts. Their dependencies are earlier in MODULE_LIST, which is in dependency order.
+const EARLY_MODULES: [&str; 12] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "virtio_console",
+    "virtio-rng",
+    "virtio_rng",
+    "netfs",
+    "fscache",
+    "9pnet",
+    "9pnet_virtio",
+];
+const EARLY_MODULES_9P: &str = "9p";
+
+fn is_early(file_name: &str) -> bool {
+    let name = file_name.trim_end_matches(".ko");
+    name == EARLY_MODULES_9P || EARLY_MODULES.contains(&name)
+}
+
+/// The module files listed in MODULE_LIST, split into (early, late), each in list order.
+pub fn module_plan() -> Result<(Vec<String>, Vec<String>), Error> {
     let list = match fs::read_to_string(MODULE_LIST) {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(io("reading", Path::new(MODULE_LIST))(e)),
     };
+    Ok(list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .partition(|m| is_early(m)))
+}
+
+/// Loads the given module files, in order. A module already loaded is fine.
+pub fn load_modules(files: &[String]) -> Result<usize, Error> {
     let mut loaded = 0;
-    for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for name in files {
         let path = Path::new(MODULE_DIR).join(name);
         let file = fs::File::open(&path).map_err(io("opening module", &path))?;
         match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
@@ -194,4 +228,69 @@ pub fn load_modules() -> Result<usize, Error> {
         }
     }
     Ok(loaded)
+}
+
+static LATE_MODULES: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// Loads the late modules (block, net, virtio-fs, overlay...) on a thread of their own, so the
+/// agent answers the host while they load; `wait_late_modules` is the barrier for their users.
+pub fn load_late_modules_in_background(files: Vec<String>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("modules".into())
+        .spawn(move || {
+            let start = std::time::Instant::now();
+            match load_modules(&files) {
+                Ok(n) => log::info!("{n} late modules loaded in {:?}", start.elapsed()),
+                Err(e) => log::warn!("late modules: {e}"),
+            }
+            mark_late_modules_done();
+        })
+        .map(|_| ())
+}
+
+pub fn mark_late_modules_done() {
+    if let Ok(mut done) = LATE_MODULES.0.lock() {
+        *done = true;
+    }
+    LATE_MODULES.1.notify_all();
+}
+
+/// Waits (at most `timeout`) until the late modules are loaded; false on timeout.
+pub fn wait_late_modules(timeout: std::time::Duration) -> bool {
+    let Ok(guard) = LATE_MODULES.0.lock() else {
+        return false;
+    };
+    match LATE_MODULES
+        .1
+        .wait_timeout_while(guard, timeout, |done| !*done)
+    {
+        Ok((done, _)) => *done,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn early_set_is_what_the_agent_channel_and_9p_need() {
+        for m in [
+            "virtio_console.ko",
+            "virtio-rng.ko",
+            "9p.ko",
+            "9pnet_virtio.ko",
+            "virtio_pci.ko",
+        ] {
+            assert!(super::is_early(m), "{m}");
+        }
+        for m in [
+            "virtio_blk.ko",
+            "virtio_net.ko",
+            "virtiofs.ko",
+            "overlay.ko",
+            "fuse.ko",
+        ] {
+            assert!(!super::is_early(m), "{m}");
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub enum Error {
     Mount(#[from] mounts::Error),
 }
 
+const LATE_MODULES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Mounts one storage; returns the mount point to unmount later.
 pub fn mount_storage(s: &Storage) -> Result<PathBuf, Error> {
     if s.mount_point.is_empty() {
@@ -29,6 +31,12 @@ pub fn mount_storage(s: &Storage) -> Result<PathBuf, Error> {
                 mount_point: s.mount_point.clone(),
             })
         }
+    }
+    // Everything but the 9p share and tmpfs needs modules that load after the agent is up.
+    if !matches!(s.driver.as_str(), "9p" | "tmpfs" | "ephemeral" | "local")
+        && !crate::init::wait_late_modules(LATE_MODULES_WAIT)
+    {
+        log::warn!("late kernel modules still loading after {LATE_MODULES_WAIT:?}");
     }
     ensure_dir(&target)?;
     let opts = parse_options(&s.options);

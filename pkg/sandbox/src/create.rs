@@ -168,8 +168,9 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
 
     let agent = AgentClient::wait_ready(&proxy_socket, rt.dial_timeout(), rt.call_timeout())?;
     log::info!(
-        "sandbox {sandbox_id}: agent ready after {:?}",
-        started.elapsed()
+        "sandbox {sandbox_id}: agent ready {:.3}s after QEMU start ({:.3}s after create began)",
+        vm_started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
     );
     let mut req = msg::CreateSandboxRequest::new();
     req.sandbox_id = sandbox_id.into();
