@@ -13,7 +13,7 @@ for applet in $("$bb" --list); do
 done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$dir/rootfs/etc/passwd"
 echo 'root:x:0:' > "$dir/rootfs/etc/group"
-args=$(printf '"%s",' "$@"); args="[${args%,}]"
+args=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@")
 cat > "$dir/config.json" <<JSON
 {
   "ociVersion": "1.0.2",

@@ -209,55 +209,19 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
+/// The same busybox bundle as `make demo` (scripts/make-busybox-bundle.sh), running `args`.
 pub fn make_busybox_bundle(dir: &Path, args: &[&str]) {
-    let rootfs = dir.join("rootfs");
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
-    }
-    let bb = Path::new("/bin/busybox");
-    assert!(bb.exists(), "busybox-static missing: run `make deps`");
-    std::fs::copy(bb, rootfs.join("bin/busybox")).expect("copy busybox");
-    let list = Command::new(bb)
-        .arg("--list")
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-busybox-bundle.sh");
+    let out = Command::new(&script)
+        .arg(dir)
+        .args(args)
         .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-        }
-    }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").expect("group");
-    let config = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/bin", "TERM=xterm"],
-            "cwd": "/"
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "kata-test",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
-        ],
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    });
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).expect("json"),
-    )
-    .expect("writing config.json");
+        .expect("running make-busybox-bundle.sh");
+    assert!(
+        out.status.success(),
+        "make-busybox-bundle.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn host_kernel_release() -> String {

@@ -16,9 +16,13 @@ const PORT_WAIT: Duration = Duration::from_secs(10);
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).and_then(|a| a.to_str()) == Some(guest::CONTAINER_INIT_ARG) {
-        let spec = args.get(2).map(Path::new).unwrap_or(Path::new(""));
-        guest::setup::container_init_main(spec);
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
+    // Re-executions of this binary as a single-threaded container helper.
+    if arg(1) == guest::CONTAINER_INIT_ARG {
+        guest::setup::container_init_main(Path::new(arg(2)));
+    }
+    if arg(1) == guest::CONTAINER_EXEC_ARG {
+        guest::exec::container_exec_main(arg(2), Path::new(arg(3)));
     }
     if let Err(e) = run() {
         log::error!("kata-agent: {e:#}");

@@ -46,6 +46,12 @@ pub enum Command {
     Kill(Kill),
     Delete(liboci_cli::Delete),
     Run(liboci_cli::Run),
+    Exec(liboci_cli::Exec),
+    List(liboci_cli::List),
+    Spec(liboci_cli::Spec),
+    Ps(liboci_cli::Ps),
+    Pause(liboci_cli::Pause),
+    Resume(liboci_cli::Resume),
     /// Print the versions of the runtime and its components.
     Version,
 }

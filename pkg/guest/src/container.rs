@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error("container {0} is still running")]
     Running(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,7 @@ pub struct Process {
 pub struct Container {
     pub id: String,
     pub init: Arc<Process>,
+    execs: Mutex<HashMap<String, Arc<Process>>>,
     status: Mutex<Status>,
     start: Mutex<Option<File>>,
     status_pipe: Mutex<Option<File>>,
@@ -97,17 +100,95 @@ impl Containers {
             .ok_or_else(|| Error::NotFound(id.into()))
     }
 
-    /// The init process for an empty exec id or one equal to the container id.
+    /// The init process for an empty exec id or one equal to the container id, else an exec.
     fn process(&self, id: &str, exec_id: &str) -> Result<Arc<Process>, Error> {
         let c = self.get(id)?;
         if exec_id.is_empty() || exec_id == id {
-            Ok(c.init.clone())
-        } else {
-            Err(Error::ProcessNotFound {
+            return Ok(c.init.clone());
+        }
+        let execs = c.execs.lock().map_err(|_| Error::NotFound(id.into()))?;
+        execs
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| Error::ProcessNotFound {
                 container: id.into(),
                 exec_id: exec_id.into(),
             })
+    }
+
+    /// Runs an extra process in a running container's namespaces.
+    pub fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process_json: &[u8],
+        reaper: &Reaper,
+    ) -> Result<(), Error> {
+        let c = self.get(id)?;
+        if c.status() != Status::Running || reaper.try_status(c.init.pid).is_some() {
+            return Err(Error::NotRunning(id.into()));
         }
+        if exec_id.is_empty() || exec_id == id || self.process(id, exec_id).is_ok() {
+            return Err(Error::Exists(format!("{id}/{exec_id}")));
+        }
+        let _: oci_spec::runtime::Process =
+            serde_json::from_slice(process_json).map_err(|e| Error::Spec {
+                id: id.into(),
+                reason: format!("exec {exec_id}: {e}"),
+            })?;
+        let path = c.dir.join(format!("exec-{exec_id}.json"));
+        std::fs::write(&path, process_json).map_err(|source| Error::Io {
+            id: id.into(),
+            path: path.clone(),
+            source,
+        })?;
+        let spawned = spawn::spawn_container_exec(c.init.pid, &path);
+        let Spawned {
+            pid: helper,
+            stdin,
+            stdout,
+            stderr,
+            mut status,
+            start,
+        } = spawned?;
+        if let Err(e) = crate::cgroup::add(id, helper.as_raw()) {
+            log::warn!("container {id}: exec {exec_id}: {e}");
+        }
+        let mut start = start;
+        let _ = start.write_all(b"S");
+        drop(start);
+        let report = read_to_end_string(&mut status);
+        reaper.wait(helper.as_raw(), Some(Duration::from_secs(10)));
+        reaper.forget(helper.as_raw());
+        let _ = std::fs::remove_file(&path);
+        let (pid, error) = parse_exec_report(&report);
+        if let Some(message) = error {
+            if let Some(pid) = pid {
+                reaper.wait(pid, Some(Duration::from_secs(5)));
+                reaper.forget(pid);
+            }
+            return Err(Error::Setup {
+                id: id.into(),
+                message,
+            });
+        }
+        let Some(pid) = pid else {
+            return Err(Error::Setup {
+                id: id.into(),
+                message: format!("exec {exec_id}: the helper reported no process"),
+            });
+        };
+        let process = Arc::new(Process {
+            pid,
+            stdin: Mutex::new(Some(stdin)),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        });
+        if let Ok(mut execs) = c.execs.lock() {
+            execs.insert(exec_id.into(), process);
+        }
+        log::info!("container {id}: exec {exec_id} started, pid {pid}");
+        Ok(())
     }
 
     /// Sets the container up to the point of exec; its process waits for `start`.
@@ -144,6 +225,9 @@ impl Containers {
             mut status,
             start,
         } = spawn::spawn_container_init(&spec_path)?;
+        if let Err(e) = crate::cgroup::create_with(id, pid.as_raw()) {
+            log::warn!("container {id}: {e}");
+        }
         let mut first = [0u8; 1];
         let ready = matches!(status.read(&mut first), Ok(1) if first[0] == b'R');
         if !ready {
@@ -167,6 +251,7 @@ impl Containers {
                 stdout: Some(stdout),
                 stderr: Some(stderr),
             }),
+            execs: Mutex::new(HashMap::new()),
             status: Mutex::new(Status::Created),
             start: Mutex::new(Some(start)),
             status_pipe: Mutex::new(Some(status)),
@@ -235,7 +320,13 @@ impl Containers {
             .wait(p.pid, None)
             .ok_or_else(|| Error::NotFound(id.into()))?;
         if let Ok(c) = self.get(id) {
-            c.set_status(Status::Stopped);
+            if exec_id.is_empty() || exec_id == id {
+                c.set_status(Status::Stopped);
+            } else if let Ok(mut execs) = c.execs.lock() {
+                // An exec is waited for once, by its shim; then it is gone.
+                execs.remove(exec_id);
+                reaper.forget(p.pid);
+            }
         }
         Ok(code)
     }
@@ -322,8 +413,29 @@ impl Containers {
             table.remove(id);
         }
         let _ = std::fs::remove_dir_all(&c.dir);
+        crate::cgroup::remove(id);
         log::info!("container {id}: removed");
         Ok(())
+    }
+
+    /// Freezes (pause) or thaws (resume) every process of a running container.
+    pub fn freeze(&self, id: &str, frozen: bool) -> Result<(), Error> {
+        let c = self.get(id)?;
+        if c.status() != Status::Running {
+            return Err(Error::NotRunning(id.into()));
+        }
+        crate::cgroup::freeze(id, frozen).map_err(|e| Error::Setup {
+            id: id.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The guest pids of every process of the container.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, Error> {
+        let c = self.get(id)?;
+        let mut pids = pids_in_namespace_of(c.init.pid);
+        pids.sort_unstable();
+        Ok(pids)
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -363,4 +475,43 @@ fn pids_in_namespace_of(pid: i32) -> Vec<i32> {
                 == Some(&ns)
         })
         .collect()
+}
+
+/// Splits the exec helper's report: a `P<pid>` line from the helper, an `E<message>` line from
+/// whichever process failed (lines are written whole, in either order).
+fn parse_exec_report(report: &str) -> (Option<i32>, Option<String>) {
+    let mut pid = None;
+    let mut error = None;
+    for line in report.lines() {
+        if let Some(p) = line.strip_prefix('P').and_then(|p| p.trim().parse().ok()) {
+            pid = Some(p);
+        } else if let Some(m) = line.strip_prefix('E') {
+            error = Some(m.trim().to_string());
+        } else if !line.trim().is_empty() {
+            error = Some(line.trim().to_string());
+        }
+    }
+    (pid, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_exec_report;
+
+    #[test]
+    fn exec_reports() {
+        assert_eq!(parse_exec_report("P42\n"), (Some(42), None));
+        assert_eq!(
+            parse_exec_report("Eexec nope: ENOENT\nP42\n"),
+            (Some(42), Some("exec nope: ENOENT".into()))
+        );
+        assert_eq!(
+            parse_exec_report("P42\nEexec nope: ENOENT"),
+            (Some(42), Some("exec nope: ENOENT".into()))
+        );
+        assert_eq!(
+            parse_exec_report("Esetns pid: EPERM"),
+            (None, Some("setns pid: EPERM".into()))
+        );
+    }
 }

@@ -4,7 +4,9 @@
 //! - `container` + `spawn` + `setup`: containers as real Linux namespaces around a process;
 //! - `service`: the ttrpc AgentService/Health implementation over those.
 
+pub mod cgroup;
 pub mod container;
+pub mod exec;
 pub mod init;
 pub mod mounts;
 pub mod reaper;
@@ -15,6 +17,9 @@ pub mod storage;
 
 /// argv[1] with which the agent re-executes itself as the in-container setup helper.
 pub const CONTAINER_INIT_ARG: &str = "__container-init";
+
+/// argv[1] with which the agent re-executes itself as the exec helper.
+pub const CONTAINER_EXEC_ARG: &str = "__container-exec";
 
 /// The agent's own ttrpc socket inside the guest; every yamux stream is bridged to it.
 pub const AGENT_SOCKET: &str = "/run/kata-agent/agent.sock";

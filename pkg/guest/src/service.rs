@@ -39,7 +39,9 @@ fn to_rpc(e: container::Error) -> ttrpc::Error {
         container::Error::NotFound(_) | container::Error::ProcessNotFound { .. } => Code::NOT_FOUND,
         container::Error::Exists(_) => Code::ALREADY_EXISTS,
         container::Error::Spec { .. } => Code::INVALID_ARGUMENT,
-        container::Error::NotCreated(_) | container::Error::Running(_) => Code::FAILED_PRECONDITION,
+        container::Error::NotCreated(_)
+        | container::Error::Running(_)
+        | container::Error::NotRunning(_) => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
     if !matches!(e, container::Error::Eof) {
@@ -93,6 +95,54 @@ impl AgentService for Agent {
             .create(&req.container_id, &req.oci_spec_json, &self.reaper)
             .map_err(to_rpc)?;
         Ok(Empty::new())
+    }
+
+    fn exec_process(&self, _: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
+        self.containers
+            .exec(
+                &req.container_id,
+                &req.exec_id,
+                &req.process_json,
+                &self.reaper,
+            )
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn pause_container(&self, _: &TtrpcContext, req: PauseContainerRequest) -> R<Empty> {
+        self.containers
+            .freeze(&req.container_id, true)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn resume_container(&self, _: &TtrpcContext, req: ResumeContainerRequest) -> R<Empty> {
+        self.containers
+            .freeze(&req.container_id, false)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn list_processes(
+        &self,
+        _: &TtrpcContext,
+        req: ListProcessesRequest,
+    ) -> R<ListProcessesResponse> {
+        let pids = self.containers.pids(&req.container_id).map_err(to_rpc)?;
+        let list = if req.format == "json" {
+            serde_json::to_vec(&pids).map_err(|e| status(Code::INTERNAL, e))?
+        } else {
+            let mut table = String::from("PID   CMD\n");
+            for pid in pids {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                table.push_str(&format!("{pid:<5} {}\n", cmd.trim_end()));
+            }
+            table.into_bytes()
+        };
+        let mut resp = ListProcessesResponse::new();
+        resp.process_list = list;
+        Ok(resp)
     }
 
     fn start_container(&self, _: &TtrpcContext, req: StartContainerRequest) -> R<Empty> {

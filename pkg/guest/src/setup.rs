@@ -109,6 +109,49 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     if let Some(hostname) = spec.hostname() {
         sys(format!("sethostname {hostname}"), sethostname(hostname))?;
     }
+    let prepared = prepare_process(process)?;
+
+    // Set up: tell the agent, then wait for StartContainer.
+    let _ = status.write_all(b"R");
+    // SAFETY: START_FD was placed for us by the spawner.
+    let mut start = unsafe { std::fs::File::from_raw_fd(START_FD) };
+    let mut byte = [0u8; 1];
+    match start.read(&mut byte) {
+        Ok(1) => {}
+        // The agent went away or removed the container before starting it.
+        _ => std::process::exit(1),
+    }
+    drop(start);
+    Err(prepared.exec())
+}
+
+/// A process ready to be exec'd: credentials, limits and cwd already applied.
+pub struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    exe: String,
+}
+
+impl Prepared {
+    /// Execs the workload (searching the container's own PATH); returns only on failure.
+    pub fn exec(self) -> Error {
+        let exe = match resolve_executable(&self.exe, &self.envp) {
+            Ok(e) => e,
+            Err(e) => return e,
+        };
+        let errno = nix::unistd::execve(&exe, &self.argv, &self.envp)
+            .err()
+            .unwrap_or(nix::Error::UnknownErrno);
+        Error::Sys {
+            what: format!("exec {}", exe.to_string_lossy()),
+            errno,
+        }
+    }
+}
+
+/// Everything of an OCI process short of the exec: rlimits, user and groups, cwd,
+/// no_new_privileges. Used for a container's init and for every exec.
+pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
     apply_rlimits(process)?;
     let (argv, envp, exe) = prepare_exec(process)?;
     set_user(process)?;
@@ -123,24 +166,7 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
             });
         }
     }
-
-    // Set up: tell the agent, then wait for StartContainer.
-    let _ = status.write_all(b"R");
-    // SAFETY: START_FD was placed for us by the spawner.
-    let mut start = unsafe { std::fs::File::from_raw_fd(START_FD) };
-    let mut byte = [0u8; 1];
-    match start.read(&mut byte) {
-        Ok(1) => {}
-        // The agent went away or removed the container before starting it.
-        _ => std::process::exit(1),
-    }
-    drop(start);
-    let exe = resolve_executable(&exe, &envp)?;
-    let err = nix::unistd::execve(&exe, &argv, &envp).err();
-    Err(Error::Sys {
-        what: format!("exec {}", exe.to_string_lossy()),
-        errno: err.unwrap_or(nix::Error::UnknownErrno),
-    })
+    Ok(Prepared { argv, envp, exe })
 }
 
 fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {

@@ -38,27 +38,51 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::Pipe)
 }
 
+fn cstring(s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::Nul(s.to_string()))
+}
+
 /// Clones a child in new mount, pid, ipc and uts namespaces that execs
 /// `/proc/self/exe __container-init <spec_path>`.
 pub fn spawn_container_init(spec_path: &Path) -> Result<Spawned, Error> {
+    let spec = spec_path
+        .to_str()
+        .ok_or_else(|| Error::Nul(spec_path.display().to_string()))?;
+    spawn_helper(
+        &[crate::CONTAINER_INIT_ARG, spec],
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS,
+    )
+}
+
+/// Clones a child that execs `/proc/self/exe __container-exec <init pid> <process_path>`
+/// (it joins the container's namespaces itself).
+pub fn spawn_container_exec(init_pid: i32, process_path: &Path) -> Result<Spawned, Error> {
+    let path = process_path
+        .to_str()
+        .ok_or_else(|| Error::Nul(process_path.display().to_string()))?;
+    spawn_helper(
+        &[crate::CONTAINER_EXEC_ARG, &init_pid.to_string(), path],
+        CloneFlags::empty(),
+    )
+}
+
+fn spawn_helper(args: &[&str], flags: CloneFlags) -> Result<Spawned, Error> {
     let (stdin_r, stdin_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (start_r, start_w) = pipe()?;
 
-    let exe = CString::new("/proc/self/exe").map_err(|_| Error::Nul("/proc/self/exe".into()))?;
-    let spec = CString::new(spec_path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Nul(spec_path.display().to_string()))?;
-    let arg0 = CString::new("kata-agent").map_err(|_| Error::Nul("kata-agent".into()))?;
-    let arg1 =
-        CString::new(crate::CONTAINER_INIT_ARG).map_err(|_| Error::Nul("init arg".into()))?;
-    let argv = [
-        arg0.as_ptr(),
-        arg1.as_ptr(),
-        spec.as_ptr(),
-        std::ptr::null(),
-    ];
+    let exe = cstring("/proc/self/exe")?;
+    let mut owned = vec![cstring("kata-agent")?];
+    for a in args {
+        owned.push(cstring(a)?);
+    }
+    let mut argv: Vec<*const libc::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
     let envp = [std::ptr::null()];
     // (child fd, target number): dup2 clears close-on-exec on the copies.
     let moves = [
@@ -93,10 +117,6 @@ pub fn spawn_container_init(spec_path: &Path) -> Result<Spawned, Error> {
         }
     };
     let mut stack = vec![0u8; 256 * 1024];
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS;
     // SAFETY: the child runs only the closure above (async-signal-safe calls) on its own copy
     // of the address space (no CLONE_VM), then execs.
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }

@@ -261,7 +261,7 @@ fn shared_fs_storage(fs: &SharedFs) -> msg::Storage {
     s
 }
 
-fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
     let path: PathBuf = if path.is_absolute() {
         path.to_path_buf()
     } else {

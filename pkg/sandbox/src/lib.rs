@@ -4,6 +4,7 @@
 //! records saved, and the pid file written last.
 
 mod create;
+mod exec;
 mod lifecycle;
 mod procs;
 mod rollback;
@@ -12,7 +13,8 @@ mod signal;
 mod time;
 
 pub use create::{create, CreateOptions, Created};
-pub use lifecycle::{delete, kill, start, state, OciState};
+pub use exec::{base_process, exec, ExecOptions};
+pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, OciState};
 pub use signal::parse_signal;
 pub use time::now_rfc3339;
 

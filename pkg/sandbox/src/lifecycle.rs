@@ -28,7 +28,7 @@ pub struct OciState {
 }
 
 /// A record's status corrected by reality: a container whose shim is gone has stopped.
-fn effective_status(rec: &ContainerRecord) -> Status {
+pub(crate) fn effective_status(rec: &ContainerRecord) -> Status {
     match rec.status {
         Status::Stopped => Status::Stopped,
         s if rec.shim.is_some_and(|p| p.alive()) => s,
@@ -51,9 +51,23 @@ pub fn state(rt: &Runtime, id: &str) -> Result<OciState> {
     oci::validate_id(id)?;
     let rec = rt.store.load_container(id)?;
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
-    let rec = rt.store.load_container(id)?;
+    Ok(to_state(rt.store.load_container(id)?))
+}
+
+/// Every container under the root, without locks or VM calls (a record being written is
+/// replaced atomically, so reading without the lock sees a whole one).
+pub fn list(rt: &Runtime) -> Vec<OciState> {
+    rt.store
+        .list()
+        .into_iter()
+        .filter_map(|id| rt.store.load_container(&id).ok())
+        .map(to_state)
+        .collect()
+}
+
+fn to_state(rec: ContainerRecord) -> OciState {
     let status = effective_status(&rec);
-    Ok(OciState {
+    OciState {
         oci_version: "1.0.2".into(),
         id: rec.id.clone(),
         status: status.to_string(),
@@ -66,7 +80,7 @@ pub fn state(rt: &Runtime, id: &str) -> Result<OciState> {
         created: rec.created,
         owner: String::new(),
         annotations: rec.annotations,
-    })
+    }
 }
 
 pub fn start(rt: &Runtime, id: &str) -> Result<()> {
@@ -213,4 +227,65 @@ fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
     }
     rt.store.remove(id)?;
     Ok(())
+}
+
+/// `pause` (`frozen`) and `resume`: the container's guest cgroup freezer.
+pub fn set_paused(rt: &Runtime, id: &str, frozen: bool) -> Result<()> {
+    let (rec, _) = load(rt, id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Exclusive)?;
+    let (mut rec, sb) = load(rt, id)?;
+    let status = effective_status(&rec);
+    let (from, to, action) = if frozen {
+        (
+            Status::Running,
+            Status::Paused,
+            "only a running container can be paused",
+        )
+    } else {
+        (
+            Status::Paused,
+            Status::Running,
+            "only a paused container can be resumed",
+        )
+    };
+    if status != from {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action,
+        });
+    }
+    let agent = agent(rt, &sb)?;
+    if frozen {
+        let mut req = msg::PauseContainerRequest::new();
+        req.container_id = id.into();
+        agent.pause_container(&req)?;
+    } else {
+        let mut req = msg::ResumeContainerRequest::new();
+        req.container_id = id.into();
+        agent.resume_container(&req)?;
+    }
+    rec.status = to;
+    rt.store.save_container(&rec)?;
+    Ok(())
+}
+
+/// `ps`: the container's processes as the guest sees them (json: the pids; table: pid and
+/// command line).
+pub fn ps(rt: &Runtime, id: &str, format: &str) -> Result<Vec<u8>> {
+    let (rec, _) = load(rt, id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let (rec, sb) = load(rt, id)?;
+    let status = effective_status(&rec);
+    if status == Status::Stopped {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: "a stopped container has no processes",
+        });
+    }
+    let mut req = msg::ListProcessesRequest::new();
+    req.container_id = id.into();
+    req.format = format.into();
+    Ok(agent(rt, &sb)?.list_processes(&req)?.process_list)
 }

@@ -1,6 +1,9 @@
 //! One function per verb, each a thin call into the `sandbox` library.
 
+mod exec;
+mod list;
 mod run;
+mod spec;
 
 use crate::cli::{Cli, Command};
 use anyhow::Context;
@@ -53,6 +56,35 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .map(|_| 0)
             .map_err(Into::into),
         Command::Run(r) => run::run(&rt, r),
+        Command::Exec(e) => exec::exec(&rt, e),
+        Command::List(l) => list::list(&rt, l),
+        Command::Spec(s) => spec::spec(s),
+        Command::Ps(p) => {
+            if !matches!(p.format.as_str(), "table" | "json") {
+                anyhow::bail!("invalid --format {:?} (table or json)", p.format);
+            }
+            if !p.ps_options.is_empty() {
+                log::warn!(
+                    "ps options {:?} ignored: the guest lists pid and command",
+                    p.ps_options
+                );
+            }
+            let out = sandbox::ps(&rt, &p.container_id, &p.format)?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .context("printing the process list")?;
+            if p.format == "json" {
+                println!();
+            }
+            Ok(0)
+        }
+        Command::Pause(p) => sandbox::set_paused(&rt, &p.container_id, true)
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::Resume(r) => sandbox::set_paused(&rt, &r.container_id, false)
+            .map(|_| 0)
+            .map_err(Into::into),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
             println!("   OCI specs  : 1.0.2");

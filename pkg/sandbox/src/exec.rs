@@ -1,0 +1,116 @@
+//! `exec`: one more process in a running container, with a kata-shim of its own.
+
+use crate::procs::{self, ShimArgs};
+use crate::{Error, Result, Runtime};
+use agent_client::{messages as msg, AgentClient};
+use oci_spec::runtime::Process;
+use std::path::Path;
+use std::process::Child;
+use std::time::{SystemTime, UNIX_EPOCH};
+use store::{LockMode, Status};
+
+pub struct ExecOptions<'a> {
+    pub id: &'a str,
+    pub process: Process,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+}
+
+/// The container's own process (from its bundle), the base that inline `exec` flags modify.
+pub fn base_process(rt: &Runtime, id: &str) -> Result<Process> {
+    oci::validate_id(id)?;
+    let rec = rt.store.load_container(id)?;
+    let bundle = oci::Bundle::load(&rec.bundle)?;
+    bundle
+        .spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::Unsupported(format!("container {id}: its bundle has no process")))
+}
+
+/// An exec id unique enough within one container: time and our pid.
+fn new_exec_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "exec-{:x}-{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff
+    )
+}
+
+/// Starts the process in the VM and its shim; returns the shim (our child).
+pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
+    let id = opts.id;
+    oci::validate_id(id)?;
+    let rec = rt.store.load_container(id)?;
+    // Shared: an exec must not wait behind, or block, other verbs on the pod.
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let rec = rt.store.load_container(id)?;
+    let sb = rt.store.load_sandbox(&rec.sandbox_id)?;
+    let status = crate::lifecycle::effective_status(&rec);
+    if status != Status::Running {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: "cannot exec in a container that is not running",
+        });
+    }
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Unsupported(
+            "exec: no command given (args is empty)".into(),
+        ));
+    }
+    let terminal = opts.process.terminal().unwrap_or(false);
+    if terminal {
+        return Err(Error::Unsupported(
+            "exec with a terminal (-t) is not implemented yet".into(),
+        ));
+    }
+    if let Some(socket) = opts.console_socket {
+        log::warn!(
+            "--console-socket {} ignored: the process has no terminal",
+            socket.display()
+        );
+    }
+    let shim_bin = rt.config.shim_path()?;
+    let exec_id = new_exec_id();
+    let process_json = serde_json::to_vec(&opts.process)
+        .map_err(|e| Error::Unsupported(format!("serialising the process: {e}")))?;
+    let agent = AgentClient::connect(&sb.proxy_socket, rt.call_timeout())?;
+    let mut req = msg::ExecProcessRequest::new();
+    req.container_id = id.into();
+    req.exec_id = exec_id.clone();
+    req.process_json = process_json;
+    agent.exec_process(&req)?;
+    let shim = procs::start_shim(&ShimArgs {
+        binary: &shim_bin,
+        agent_socket: &sb.proxy_socket,
+        container_id: id,
+        exec_id: &exec_id,
+        terminal,
+        log: sb
+            .vm_dir
+            .join(format!("shim-{}.log", crate::short_name(id))),
+        debug: rt.config.shim.kata.enable_debug,
+    });
+    let shim = match shim {
+        Ok(s) => s,
+        Err(e) => {
+            // Nobody would ever wait for or read from it.
+            let mut kill = msg::SignalProcessRequest::new();
+            kill.container_id = id.into();
+            kill.exec_id = exec_id;
+            kill.signal = libc::SIGKILL as u32;
+            let _ = agent.signal_process(&kill);
+            return Err(e);
+        }
+    };
+    if let Some(pid_file) = opts.pid_file {
+        crate::create::write_pid_file(pid_file, shim.id())?;
+    }
+    log::info!("container {id}: exec {exec_id}, shim pid {}", shim.id());
+    Ok(shim)
+}

@@ -1,0 +1,162 @@
+//! exec and list against a running container in its VM.
+
+use e2e_tests::Env;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(120);
+
+#[test]
+fn vm_exec_runs_in_the_containers_namespaces() {
+    let env = Env::new();
+    let b = env.bundle("box", &["sleep", "1000"]);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "box"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
+
+    // Output and exit code come back through the exec's own shim.
+    let out = env.run(
+        &[
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            "echo hi from $(hostname); exit 5",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 5, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout_str(), "hi from kata-demo\n");
+
+    // Same pid namespace: pid 1 is the container's sleep.
+    let out = env.run(&["exec", "box", "cat", "/proc/1/cmdline"], b"", T);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"sleep\x001000\x00");
+
+    // stdin reaches an exec too.
+    let out = env.run(&["exec", "box", "cat"], b"piped through exec", T);
+    assert_eq!(out.stdout_str(), "piped through exec");
+
+    // --process FILE, detached, with a pid file naming the exec's shim.
+    let proc_json = env.path().join("process.json");
+    std::fs::write(
+        &proc_json,
+        r#"{"args":["sh","-c","echo $FOO > /tmp/marker"],"env":["PATH=/bin","FOO=bar"],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+    )
+    .unwrap();
+    let pid_file = env.path().join("exec.pid");
+    let out = env.run(
+        &[
+            "exec",
+            "--process",
+            proc_json.to_str().unwrap(),
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "box",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "exec -d: {}", out.stderr);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0);
+    let start = std::time::Instant::now();
+    loop {
+        let out = env.run(&["exec", "box", "cat", "/tmp/marker"], b"", T);
+        if out.stdout_str() == "bar\n" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "detached exec never ran: {}",
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // list sees it, from the records.
+    let out = env.run(&["list", "--format", "json"], b"", T);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list json");
+    assert_eq!(list[0]["id"], "box");
+    assert_eq!(list[0]["status"], "running");
+    let out = env.run(&["list", "-q"], b"", T);
+    assert_eq!(out.stdout_str(), "box\n");
+
+    // Bad exec input: unknown container, invalid process file, missing command.
+    for args in [
+        vec!["exec", "nosuch", "true"],
+        vec!["exec", "--process", "/nonexistent.json", "box"],
+        vec!["exec", "box"],
+    ] {
+        let out = env.run(&args, b"", T);
+        assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+    }
+
+    // ps: the guest's view of the container's processes.
+    let out = env.run(&["ps", "--format", "json", "box"], b"", T);
+    assert_eq!(out.code(), 0, "ps: {}", out.stderr);
+    let pids: Vec<i64> = serde_json::from_slice(&out.stdout).expect("ps json");
+    assert!(!pids.is_empty());
+    let out = env.run(&["ps", "box"], b"", T);
+    assert!(
+        out.stdout_str().contains("sleep 1000"),
+        "{}",
+        out.stdout_str()
+    );
+
+    // pause / resume: the guest cgroup freezer.
+    let out = env.run(&["pause", "box"], b"", T);
+    assert_eq!(out.code(), 0, "pause: {}", out.stderr);
+    assert!(env
+        .run(&["state", "box"], b"", T)
+        .stdout_str()
+        .contains("\"paused\""));
+    let out = env.run(&["pause", "box"], b"", T);
+    assert_eq!(out.code(), 1, "pausing twice must fail");
+    let out = env.run(&["resume", "box"], b"", T);
+    assert_eq!(out.code(), 0, "resume: {}", out.stderr);
+    assert!(env
+        .run(&["state", "box"], b"", T)
+        .stdout_str()
+        .contains("\"running\""));
+    let out = env.run(&["exec", "box", "echo", "thawed"], b"", T);
+    assert_eq!(out.stdout_str(), "thawed\n", "{}", out.stderr);
+
+    let out = env.run(&["kill", "box", "KILL"], b"", T);
+    assert_eq!(out.code(), 0, "kill: {}", out.stderr);
+    let start = std::time::Instant::now();
+    while !env
+        .run(&["state", "box"], b"", T)
+        .stdout_str()
+        .contains("stopped")
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = env.run(&["exec", "box", "true"], b"", T);
+    assert_eq!(
+        out.code(),
+        1,
+        "exec into a stopped container: {}",
+        out.stderr
+    );
+    let out = env.run(&["pause", "box"], b"", T);
+    assert_eq!(
+        out.code(),
+        1,
+        "pause of a stopped container: {}",
+        out.stderr
+    );
+    let out = env.run(&["delete", "box"], b"", T);
+    assert_eq!(out.code(), 0, "delete: {}", out.stderr);
+    env.assert_clean();
+}
