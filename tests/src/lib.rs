@@ -138,6 +138,39 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failing test must not leave VMs behind for the next one: force-delete whatever is
+    /// still in this env's root, then kill and unmount anything left of its sandboxes.
+    fn drop(&mut self) {
+        let out = run_cmd(self.cmd(&["list", "-q"]), b"", Duration::from_secs(30));
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = run_cmd(
+                self.cmd(&["delete", "--force", id]),
+                b"",
+                Duration::from_secs(60),
+            );
+        }
+        let me = self.path().to_string_lossy().into_owned();
+        for (pid, _) in processes_mentioning(&me) {
+            // SAFETY: kill(2) with a pid read from /proc.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&me))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            if let Ok(c) = std::ffi::CString::new(t) {
+                // SAFETY: umount2 with a valid C string.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 /// Pids and command lines of processes whose command line contains `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     let mut out = Vec::new();
@@ -227,4 +260,96 @@ pub fn make_busybox_bundle(dir: &Path, args: &[&str]) {
 pub fn host_kernel_release() -> String {
     let out = Command::new("uname").arg("-r").output().expect("uname");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Sets `process.terminal` in a bundle's config.json.
+pub fn set_terminal(bundle: &Path, on: bool) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("json");
+    spec["process"]["terminal"] = serde_json::Value::Bool(on);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
+}
+
+/// The receiving end of a `--console-socket`, as containerd and conmon implement it: accepts
+/// one connection and takes the pty master passed with SCM_RIGHTS.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn bind(path: PathBuf) -> ConsoleSocket {
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind console socket");
+        ConsoleSocket { path, listener }
+    }
+
+    /// Waits for the runtime to send the master; returns it as a File.
+    pub fn receive(&self) -> std::fs::File {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // Bounded: a runtime that failed before sending must fail the test, not hang it.
+        self.listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("no console connection: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("blocking");
+        let mut name = [0u8; 256];
+        let mut iov = libc::iovec {
+            iov_base: name.as_mut_ptr().cast(),
+            iov_len: name.len(),
+        };
+        let mut cmsg = [0u64; 8];
+        // SAFETY: a zeroed msghdr pointing at live buffers; recvmsg fills them.
+        let fd = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cmsg.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&cmsg);
+            let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
+            assert!(n > 0, "recvmsg on the console socket failed");
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            assert!(
+                !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS,
+                "no fd passed"
+            );
+            std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>())
+        };
+        // SAFETY: the fd was just received and is owned by nobody else.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    }
+}
+
+/// Reads from a pty master on a thread until `needle` shows up or `timeout` passes; returns
+/// what was read.
+pub fn read_until(master: &std::fs::File, needle: &str, timeout: Duration) -> String {
+    let mut f = master.try_clone().expect("dup master");
+    let needle = needle.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&all).contains(&needle) {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
+    });
+    rx.recv_timeout(timeout).unwrap_or_default()
 }

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,6 +68,8 @@ pub struct Process {
     stdin: Mutex<Option<File>>,
     stdout: Option<File>,
     stderr: Option<File>,
+    /// The pty master when the process has a terminal.
+    console: Option<File>,
 }
 
 pub struct Container {
@@ -78,6 +80,37 @@ pub struct Container {
     start: Mutex<Option<File>>,
     status_pipe: Mutex<Option<File>>,
     dir: PathBuf,
+}
+
+impl Process {
+    /// A process's stdio: its pipes, or with a terminal the pty master for stdin and stdout
+    /// (stderr is then the pipe nobody writes, which reads EOF).
+    fn new(pid: i32, pipes: (File, File, File), tty: Option<File>) -> Process {
+        let (stdin, stdout, stderr) = pipes;
+        let (stdin, stdout) = match tty.as_ref().map(|t| (t.try_clone(), t.try_clone())) {
+            Some((Ok(i), Ok(o))) => (i, o),
+            _ => (stdin, stdout),
+        };
+        Process {
+            pid,
+            stdin: Mutex::new(Some(stdin)),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            console: tty,
+        }
+    }
+}
+
+/// Waits (bounded) for a helper to send the pty master it opened in the container.
+fn receive_console(channel: &std::os::unix::net::UnixStream) -> Option<File> {
+    let _ = channel.set_read_timeout(Some(Duration::from_secs(30)));
+    match crate::fdpass::recv_fd(channel.as_raw_fd()) {
+        Ok(fd) => fd.map(File::from),
+        Err(e) => {
+            log::warn!("receiving a pty master: {e}");
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -131,7 +164,7 @@ impl Containers {
         if exec_id.is_empty() || exec_id == id || self.process(id, exec_id).is_ok() {
             return Err(Error::Exists(format!("{id}/{exec_id}")));
         }
-        let _: oci_spec::runtime::Process =
+        let process: oci_spec::runtime::Process =
             serde_json::from_slice(process_json).map_err(|e| Error::Spec {
                 id: id.into(),
                 reason: format!("exec {exec_id}: {e}"),
@@ -142,7 +175,8 @@ impl Containers {
             path: path.clone(),
             source,
         })?;
-        let spawned = spawn::spawn_container_exec(c.init.pid, &path);
+        let terminal = process.terminal().unwrap_or(false);
+        let spawned = spawn::spawn_container_exec(c.init.pid, &path, terminal);
         let Spawned {
             pid: helper,
             stdin,
@@ -150,6 +184,7 @@ impl Containers {
             stderr,
             mut status,
             start,
+            console,
         } = spawned?;
         if let Err(e) = crate::cgroup::add(id, helper.as_raw()) {
             log::warn!("container {id}: exec {exec_id}: {e}");
@@ -157,6 +192,11 @@ impl Containers {
         let mut start = start;
         let _ = start.write_all(b"S");
         drop(start);
+        let tty = if terminal {
+            receive_console(&console)
+        } else {
+            None
+        };
         let report = read_to_end_string(&mut status);
         reaper.wait(helper.as_raw(), Some(Duration::from_secs(10)));
         reaper.forget(helper.as_raw());
@@ -178,12 +218,7 @@ impl Containers {
                 message: format!("exec {exec_id}: the helper reported no process"),
             });
         };
-        let process = Arc::new(Process {
-            pid,
-            stdin: Mutex::new(Some(stdin)),
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        });
+        let process = Arc::new(Process::new(pid, (stdin, stdout, stderr), tty));
         if let Ok(mut execs) = c.execs.lock() {
             execs.insert(exec_id.into(), process);
         }
@@ -207,6 +242,11 @@ impl Containers {
                 reason: "process and root are required".into(),
             });
         }
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
         let dir = PathBuf::from(CONTAINERS_DIR).join(id);
         let spec_path = dir.join("config.json");
         let io_err = |path: &PathBuf| {
@@ -224,10 +264,17 @@ impl Containers {
             stderr,
             mut status,
             start,
-        } = spawn::spawn_container_init(&spec_path)?;
+            console,
+        } = spawn::spawn_container_init(&spec_path, terminal)?;
         if let Err(e) = crate::cgroup::create_with(id, pid.as_raw()) {
             log::warn!("container {id}: {e}");
         }
+        // The helper sends the pty master (if any) before it says it is ready.
+        let tty = if terminal {
+            receive_console(&console)
+        } else {
+            None
+        };
         let mut first = [0u8; 1];
         let ready = matches!(status.read(&mut first), Ok(1) if first[0] == b'R');
         if !ready {
@@ -245,12 +292,7 @@ impl Containers {
         }
         let container = Arc::new(Container {
             id: id.into(),
-            init: Arc::new(Process {
-                pid: pid.as_raw(),
-                stdin: Mutex::new(Some(stdin)),
-                stdout: Some(stdout),
-                stderr: Some(stderr),
-            }),
+            init: Arc::new(Process::new(pid.as_raw(), (stdin, stdout, stderr), tty)),
             execs: Mutex::new(HashMap::new()),
             status: Mutex::new(Status::Created),
             start: Mutex::new(Some(start)),
@@ -349,6 +391,31 @@ impl Containers {
             id: id.into(),
             source,
         })
+    }
+
+    /// Sets the window size of a process's terminal.
+    pub fn resize(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        let p = self.process(id, exec_id)?;
+        let Some(console) = &p.console else {
+            return Err(Error::Spec {
+                id: id.into(),
+                reason: format!("process {exec_id} has no terminal"),
+            });
+        };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
+        if unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(Error::Stdio {
+                id: id.into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     pub fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), Error> {

@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod exec;
+pub mod fdpass;
 pub mod init;
 pub mod mounts;
 pub mod reaper;

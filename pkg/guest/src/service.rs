@@ -196,6 +196,15 @@ impl AgentService for Agent {
         self.read(req, true)
     }
 
+    fn tty_win_resize(&self, _: &TtrpcContext, req: TtyWinResizeRequest) -> R<Empty> {
+        let rows = u16::try_from(req.row).unwrap_or(u16::MAX);
+        let cols = u16::try_from(req.column).unwrap_or(u16::MAX);
+        self.containers
+            .resize(&req.container_id, &req.exec_id, rows, cols)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
     fn close_stdin(&self, _: &TtrpcContext, req: CloseStdinRequest) -> R<Empty> {
         self.containers
             .close_stdin(&req.container_id, &req.exec_id)

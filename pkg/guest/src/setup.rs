@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 pub const STATUS_FD: i32 = 3;
 pub const START_FD: i32 = 4;
+/// A unix socket to the agent: the pty master of a process with a terminal goes back this way.
+pub const CONSOLE_FD: i32 = 5;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -71,7 +73,7 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
         source,
     })?;
     // Close-on-exec: the agent learns that exec succeeded from EOF on the status pipe.
-    for fd in [STATUS_FD, START_FD] {
+    for fd in [STATUS_FD, START_FD, CONSOLE_FD] {
         sys(
             "fcntl FD_CLOEXEC",
             nix::fcntl::fcntl(
@@ -152,6 +154,9 @@ impl Prepared {
 /// Everything of an OCI process short of the exec: rlimits, user and groups, cwd,
 /// no_new_privileges. Used for a container's init and for every exec.
 pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
+    if process.terminal() == Some(true) {
+        take_terminal(process)?;
+    }
     apply_rlimits(process)?;
     let (argv, envp, exe) = prepare_exec(process)?;
     set_user(process)?;
@@ -490,4 +495,57 @@ fn resolve_executable(name: &str, envp: &[CString]) -> Result<CString, Error> {
         }
     }
     Err(Error::NotFound(name.to_string()))
+}
+
+/// Opens a pty in the container's own devpts (so `tty` and ttyname work inside), sends the
+/// master to the agent over CONSOLE_FD, and makes the slave our stdio and the controlling
+/// terminal of a new session; applies consoleSize.
+fn take_terminal(process: &Process) -> Result<(), Error> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsRawFd;
+    let master = sys(
+        "opening /dev/ptmx in the container",
+        nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC),
+    )?;
+    sys("grantpt", nix::pty::grantpt(&master))?;
+    sys("unlockpt", nix::pty::unlockpt(&master))?;
+    let slave_name = sys("ptsname", nix::pty::ptsname_r(&master))?;
+    let slave = sys(
+        format!("opening {slave_name}"),
+        nix::fcntl::open(
+            slave_name.as_str(),
+            OFlag::O_RDWR | OFlag::O_NOCTTY,
+            Mode::empty(),
+        ),
+    )?;
+    crate::fdpass::send_fd(CONSOLE_FD, master.as_raw_fd()).map_err(|errno| Error::Sys {
+        what: "sending the pty master to the agent".into(),
+        errno,
+    })?;
+    drop(master);
+    for target in 0..3 {
+        sys("dup2 pty slave", nix::unistd::dup2(slave, target))?;
+    }
+    if slave > 2 {
+        let _ = nix::unistd::close(slave);
+    }
+    sys("setsid", nix::unistd::setsid())?;
+    // SAFETY: TIOCSCTTY on fd 0 with argument 0 (do not steal).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(Error::Sys {
+            what: "making the pty the controlling terminal".into(),
+            errno: nix::Error::last(),
+        });
+    }
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on fd 0 with a valid winsize.
+        unsafe { libc::ioctl(0, libc::TIOCSWINSZ, &ws) };
+    }
+    Ok(())
 }

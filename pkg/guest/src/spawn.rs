@@ -4,7 +4,7 @@
 //! sigprocmask, execve of the agent binary itself); everything else happens in the helper
 //! (`setup`), a fresh single-threaded process.
 
-use crate::setup::{START_FD, STATUS_FD};
+use crate::setup::{CONSOLE_FD, START_FD, STATUS_FD};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use std::ffi::CString;
@@ -32,6 +32,8 @@ pub struct Spawned {
     pub status: File,
     /// One byte written here lets the helper exec the workload.
     pub start: File,
+    /// Where the helper sends the pty master of a process with a terminal.
+    pub console: std::os::unix::net::UnixStream,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
@@ -44,7 +46,7 @@ fn cstring(s: &str) -> Result<CString, Error> {
 
 /// Clones a child in new mount, pid, ipc and uts namespaces that execs
 /// `/proc/self/exe __container-init <spec_path>`.
-pub fn spawn_container_init(spec_path: &Path) -> Result<Spawned, Error> {
+pub fn spawn_container_init(spec_path: &Path, terminal: bool) -> Result<Spawned, Error> {
     let spec = spec_path
         .to_str()
         .ok_or_else(|| Error::Nul(spec_path.display().to_string()))?;
@@ -54,27 +56,72 @@ pub fn spawn_container_init(spec_path: &Path) -> Result<Spawned, Error> {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS,
+        terminal,
     )
 }
 
 /// Clones a child that execs `/proc/self/exe __container-exec <init pid> <process_path>`
 /// (it joins the container's namespaces itself).
-pub fn spawn_container_exec(init_pid: i32, process_path: &Path) -> Result<Spawned, Error> {
+pub fn spawn_container_exec(
+    init_pid: i32,
+    process_path: &Path,
+    terminal: bool,
+) -> Result<Spawned, Error> {
     let path = process_path
         .to_str()
         .ok_or_else(|| Error::Nul(process_path.display().to_string()))?;
     spawn_helper(
         &[crate::CONTAINER_EXEC_ARG, &init_pid.to_string(), path],
         CloneFlags::empty(),
+        terminal,
     )
 }
 
-fn spawn_helper(args: &[&str], flags: CloneFlags) -> Result<Spawned, Error> {
-    let (stdin_r, stdin_w) = pipe()?;
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
+/// The agent's and the child's ends of the process's stdio. With a terminal the child starts
+/// on /dev/null: it opens a pty inside the container (so the terminal belongs to the
+/// container's devpts, as with runc) and hands the master back over the console channel; the
+/// agent's pipe ends then just read EOF.
+struct Stdio {
+    parent_in: OwnedFd,
+    parent_out: OwnedFd,
+    parent_err: OwnedFd,
+    child: [OwnedFd; 3],
+}
+
+fn stdio(terminal: bool) -> Result<Stdio, Error> {
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let child = if terminal {
+        let null = |_| {
+            nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            // SAFETY: open returned a new fd that nothing else owns.
+            .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+            .map_err(Error::Pipe)
+        };
+        [null(0)?, null(1)?, null(2)?]
+    } else {
+        [in_r, out_w, err_w]
+    };
+    Ok(Stdio {
+        parent_in: in_w,
+        parent_out: out_r,
+        parent_err: err_r,
+        child,
+    })
+}
+
+fn spawn_helper(args: &[&str], flags: CloneFlags, terminal: bool) -> Result<Spawned, Error> {
+    let io = stdio(terminal)?;
+    let [stdin_r, stdout_w, stderr_w] = io.child;
     let (status_r, status_w) = pipe()?;
     let (start_r, start_w) = pipe()?;
+    let (console_agent, console_child) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Error::Pipe(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
 
     let exe = cstring("/proc/self/exe")?;
     let mut owned = vec![cstring("kata-agent")?];
@@ -91,13 +138,14 @@ fn spawn_helper(args: &[&str], flags: CloneFlags) -> Result<Spawned, Error> {
         (stderr_w.as_raw_fd(), 2),
         (status_w.as_raw_fd(), STATUS_FD),
         (start_r.as_raw_fd(), START_FD),
+        (console_child.as_raw_fd(), CONSOLE_FD),
     ];
     // Sources may sit at the target numbers of others (fds 0-4 are free in the agent only by
     // luck), so first move everything above the target range.
     let child = move || -> isize {
         // SAFETY: only async-signal-safe libc calls between clone and execve.
         unsafe {
-            let mut high = [0i32; 5];
+            let mut high = [0i32; 6];
             for (i, (src, _)) in moves.iter().enumerate() {
                 high[i] = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10);
                 if high[i] < 0 {
@@ -122,13 +170,21 @@ fn spawn_helper(args: &[&str], flags: CloneFlags) -> Result<Spawned, Error> {
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(Error::Clone)?;
     // Our copies of the child's ends close here, so EOFs propagate.
-    drop((stdin_r, stdout_w, stderr_w, status_w, start_r));
+    drop((
+        stdin_r,
+        stdout_w,
+        stderr_w,
+        status_w,
+        start_r,
+        console_child,
+    ));
     Ok(Spawned {
         pid,
-        stdin: File::from(stdin_w),
-        stdout: File::from(stdout_r),
-        stderr: File::from(stderr_r),
+        stdin: File::from(io.parent_in),
+        stdout: File::from(io.parent_out),
+        stderr: File::from(io.parent_err),
         status: File::from(status_r),
         start: File::from(start_w),
+        console: console_agent,
     })
 }

@@ -17,6 +17,8 @@ pub struct CreateOptions<'a> {
     pub bundle: &'a Path,
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
+    /// The caller stays attached (run without -d): its own terminal may serve the process.
+    pub foreground: bool,
 }
 
 /// A created container; `shim` is our child (wait on it in `run`, or just drop it).
@@ -40,17 +42,22 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     }
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
-    if terminal {
+    if !terminal {
+        if let Some(socket) = opts.console_socket {
+            log::warn!(
+                "--console-socket {} ignored: the process has no terminal",
+                socket.display()
+            );
+        }
+    } else if opts.console_socket.is_none() && !opts.foreground {
         return Err(Error::Unsupported(
-            "process.terminal is true: terminals are not implemented yet (set \"terminal\": false)"
-                .into(),
+            "the process has a terminal: --console-socket is required unless the caller stays attached".into(),
         ));
-    }
-    if let Some(socket) = opts.console_socket {
-        log::warn!(
-            "--console-socket {} ignored: the process has no terminal",
+    } else if let Some(socket) = opts.console_socket.filter(|s| !s.exists()) {
+        return Err(Error::Unsupported(format!(
+            "console socket {} does not exist",
             socket.display()
-        );
+        )));
     }
     // Resolve every path before anything is created: a missing piece is reported up front.
     let qemu_path = rt.config.qemu_path()?;
@@ -186,7 +193,17 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     req.oci_spec_json = spec_json;
     agent.create_container(&req)?;
 
+    let tty = if terminal {
+        crate::console::prepare(opts.console_socket, opts.foreground)?
+    } else {
+        crate::console::ShimTerminal::Inherit
+    };
+    let tty = match &tty {
+        crate::console::ShimTerminal::Slave(fd) => Some(fd),
+        crate::console::ShimTerminal::Inherit => None,
+    };
     let shim = procs::start_shim(&ShimArgs {
+        tty,
         binary: &shim_bin,
         agent_socket: &proxy_socket,
         container_id: id,

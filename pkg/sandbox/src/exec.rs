@@ -14,6 +14,8 @@ pub struct ExecOptions<'a> {
     pub process: Process,
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
+    /// The caller waits for the process (exec without -d).
+    pub foreground: bool,
 }
 
 /// The container's own process (from its bundle), the base that inline `exec` flags modify.
@@ -64,16 +66,22 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
         ));
     }
     let terminal = opts.process.terminal().unwrap_or(false);
-    if terminal {
+    if !terminal {
+        if let Some(socket) = opts.console_socket {
+            log::warn!(
+                "--console-socket {} ignored: the process has no terminal",
+                socket.display()
+            );
+        }
+    } else if opts.console_socket.is_none() && !opts.foreground {
         return Err(Error::Unsupported(
-            "exec with a terminal (-t) is not implemented yet".into(),
+            "the process has a terminal: --console-socket is required with --detach".into(),
         ));
-    }
-    if let Some(socket) = opts.console_socket {
-        log::warn!(
-            "--console-socket {} ignored: the process has no terminal",
+    } else if let Some(socket) = opts.console_socket.filter(|s| !s.exists()) {
+        return Err(Error::Unsupported(format!(
+            "console socket {} does not exist",
             socket.display()
-        );
+        )));
     }
     let shim_bin = rt.config.shim_path()?;
     let exec_id = new_exec_id();
@@ -85,7 +93,21 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
     req.exec_id = exec_id.clone();
     req.process_json = process_json;
     agent.exec_process(&req)?;
+    let tty = match terminal {
+        true => match crate::console::prepare(opts.console_socket, opts.foreground) {
+            Ok(t) => t,
+            Err(e) => {
+                kill_exec(&agent, id, &exec_id);
+                return Err(e);
+            }
+        },
+        false => crate::console::ShimTerminal::Inherit,
+    };
     let shim = procs::start_shim(&ShimArgs {
+        tty: match &tty {
+            crate::console::ShimTerminal::Slave(fd) => Some(fd),
+            crate::console::ShimTerminal::Inherit => None,
+        },
         binary: &shim_bin,
         agent_socket: &sb.proxy_socket,
         container_id: id,
@@ -99,12 +121,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
     let shim = match shim {
         Ok(s) => s,
         Err(e) => {
-            // Nobody would ever wait for or read from it.
-            let mut kill = msg::SignalProcessRequest::new();
-            kill.container_id = id.into();
-            kill.exec_id = exec_id;
-            kill.signal = libc::SIGKILL as u32;
-            let _ = agent.signal_process(&kill);
+            kill_exec(&agent, id, &exec_id);
             return Err(e);
         }
     };
@@ -113,4 +130,13 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
     }
     log::info!("container {id}: exec {exec_id}, shim pid {}", shim.id());
     Ok(shim)
+}
+
+/// An exec nobody will ever wait for or read from must not linger in the VM.
+fn kill_exec(agent: &AgentClient, id: &str, exec_id: &str) {
+    let mut kill = msg::SignalProcessRequest::new();
+    kill.container_id = id.into();
+    kill.exec_id = exec_id.into();
+    kill.signal = libc::SIGKILL as u32;
+    let _ = agent.signal_process(&kill);
 }

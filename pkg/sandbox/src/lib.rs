@@ -3,6 +3,7 @@
 //! booted, the proxy started, the agent asked to create the container, the shim spawned, the
 //! records saved, and the pid file written last.
 
+mod console;
 mod create;
 mod exec;
 mod lifecycle;

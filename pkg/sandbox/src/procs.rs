@@ -99,6 +99,8 @@ fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
 }
 
 pub struct ShimArgs<'a> {
+    /// The pty slave to use as stdio and controlling terminal, instead of our own stdio.
+    pub tty: Option<&'a OwnedFd>,
     pub binary: &'a Path,
     pub agent_socket: &'a Path,
     pub container_id: &'a str,
@@ -125,6 +127,28 @@ pub fn start_shim(a: &ShimArgs) -> Result<Child> {
     }
     if a.debug {
         cmd.arg("--debug");
+    }
+    if let Some(tty) = a.tty {
+        let dup = |what| {
+            tty.try_clone().map_err(|e| Error::Spawn {
+                component: "kata-shim",
+                path: a.binary.to_path_buf(),
+                reason: format!("{what}: {e}"),
+            })
+        };
+        cmd.stdin(Stdio::from(dup("stdin")?))
+            .stdout(Stdio::from(dup("stdout")?))
+            .stderr(Stdio::from(dup("stderr")?));
+        // SAFETY: only async-signal-safe calls (setsid, ioctl) in the forked child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     cmd.spawn().map_err(|e| Error::Spawn {
         component: "kata-shim",

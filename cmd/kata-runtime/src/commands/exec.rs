@@ -15,6 +15,7 @@ pub fn exec(rt: &Runtime, e: &liboci_cli::Exec) -> anyhow::Result<u8> {
             process,
             pid_file: e.pid_file.as_deref(),
             console_socket: e.console_socket.as_deref(),
+            foreground: !e.detach,
         },
     )?;
     if e.detach {

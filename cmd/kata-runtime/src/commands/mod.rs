@@ -32,6 +32,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     bundle: &c.bundle,
                     pid_file: c.pid_file.as_deref(),
                     console_socket: c.console_socket.as_deref(),
+                    foreground: false,
                 },
             )?;
             Ok(0)

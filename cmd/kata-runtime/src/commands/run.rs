@@ -13,6 +13,7 @@ pub fn run(rt: &Runtime, r: &liboci_cli::Run) -> anyhow::Result<u8> {
             bundle: &r.bundle,
             pid_file: r.pid_file.as_deref(),
             console_socket: r.console_socket.as_deref(),
+            foreground: !r.detach,
         },
     )?;
     if let Err(e) = sandbox::start(rt, &r.container_id) {
