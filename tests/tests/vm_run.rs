@@ -89,3 +89,42 @@ fn vm_one_mib_through_cat_is_byte_identical() {
     assert!(out.stdout == data, "output differs from input");
     env.assert_clean();
 }
+
+#[test]
+fn vm_capabilities_user_and_readonly_root() {
+    let env = Env::new();
+    let b = env.bundle(
+        "caps",
+        &[
+            "sh",
+            "-c",
+            "grep -E '^Cap(Eff|Bnd)' /proc/self/status; id; touch /x 2>&1 || echo ro-refused",
+        ],
+    );
+    let path = b.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL"]);
+    spec["process"]["capabilities"] = serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps
+    });
+    spec["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
+    spec["root"]["readonly"] = serde_json::json!(true);
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "caps"], b"", T);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let text = out.stdout_str();
+    // CAP_CHOWN (0) and CAP_KILL (5): 0x21, kept by a non-root user through the ambient set.
+    assert!(text.contains("CapEff:\t0000000000000021"), "{text}");
+    assert!(text.contains("CapBnd:\t0000000000000021"), "{text}");
+    assert!(
+        text.contains("uid=1000") && text.contains("gid=1001") && text.contains("1002"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ro-refused") || text.contains("Read-only"),
+        "{text}"
+    );
+    env.assert_clean();
+}

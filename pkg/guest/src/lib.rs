@@ -4,6 +4,7 @@
 //! - `container` + `spawn` + `setup`: containers as real Linux namespaces around a process;
 //! - `service`: the ttrpc AgentService/Health implementation over those.
 
+pub mod caps;
 pub mod cgroup;
 pub mod container;
 pub mod exec;

@@ -151,17 +151,29 @@ impl Prepared {
     }
 }
 
-/// Everything of an OCI process short of the exec: rlimits, user and groups, cwd,
-/// no_new_privileges. Used for a container's init and for every exec.
+/// Everything of an OCI process short of the exec: terminal, rlimits, capabilities, user and
+/// groups, cwd, no_new_privileges. Used for a container's init and for every exec.
 pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
     if process.terminal() == Some(true) {
         take_terminal(process)?;
     }
     apply_rlimits(process)?;
     let (argv, envp, exe) = prepare_exec(process)?;
+    let caps = crate::caps::from_process(process);
+    if let Some(c) = &caps {
+        sys(
+            "dropping capabilities from the bounding set",
+            crate::caps::drop_bounding(c),
+        )?;
+        sys("PR_SET_KEEPCAPS", crate::caps::keep_caps(true))?;
+    }
     set_user(process)?;
     let cwd = process.cwd();
     sys(format!("chdir {}", cwd.display()), chdir(cwd.as_path()))?;
+    if let Some(c) = &caps {
+        sys("PR_SET_KEEPCAPS", crate::caps::keep_caps(false))?;
+        sys("setting capabilities", crate::caps::apply(c))?;
+    }
     if process.no_new_privileges() == Some(true) {
         // SAFETY: plain prctl with constant arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
