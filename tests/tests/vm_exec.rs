@@ -131,6 +131,47 @@ fn vm_exec_runs_in_the_containers_namespaces() {
     let out = env.run(&["exec", "box", "echo", "thawed"], b"", T);
     assert_eq!(out.stdout_str(), "thawed\n", "{}", out.stderr);
 
+    // update + events: limits and figures of the container's cgroup in the guest.
+    let out = env.run(
+        &[
+            "update",
+            "--memory",
+            "67108864",
+            "--pids-limit",
+            "50",
+            "box",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "update: {}", out.stderr);
+    let out = env.run(&["events", "--stats", "box"], b"", T);
+    assert_eq!(out.code(), 0, "events: {}", out.stderr);
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).expect("event json");
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 67108864);
+    assert_eq!(ev["data"]["pids"]["limit"], 50);
+    assert!(
+        ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0,
+        "{ev}"
+    );
+    assert!(
+        ev["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{ev}"
+    );
+    let out = env.run(
+        &["update", "--resources", "-", "box"],
+        br#"{"pids":{"limit":60}}"#,
+        T,
+    );
+    assert_eq!(out.code(), 0, "update -r -: {}", out.stderr);
+    let out = env.run(&["events", "--stats", "box"], b"", T);
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).expect("event json");
+    assert_eq!(ev["data"]["pids"]["limit"], 60);
+    let out = env.run(&["update", "--resources", "-", "box"], b"{not json", T);
+    assert_eq!(out.code(), 1);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+
     let out = env.run(&["kill", "box", "KILL"], b"", T);
     assert_eq!(out.code(), 0, "kill: {}", out.stderr);
     let start = std::time::Instant::now();

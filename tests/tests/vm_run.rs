@@ -91,7 +91,7 @@ fn vm_one_mib_through_cat_is_byte_identical() {
 }
 
 #[test]
-fn vm_capabilities_user_and_readonly_root() {
+fn vm_process_and_linux_spec_fields_apply_in_the_guest() {
     let env = Env::new();
     let b = env.bundle(
         "caps",
@@ -111,6 +111,10 @@ fn vm_capabilities_user_and_readonly_root() {
     spec["process"]["user"] =
         serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
     spec["root"]["readonly"] = serde_json::json!(true);
+    spec["process"]["user"]["umask"] = serde_json::json!(0o027);
+    spec["process"]["oomScoreAdj"] = serde_json::json!(123);
+    spec["domainname"] = serde_json::json!("kata.example");
+    spec["linux"]["sysctl"] = serde_json::json!({"kernel.msgmax": "4321"});
     std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "caps"], b"", T);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);

@@ -53,6 +53,9 @@ fn run() -> anyhow::Result<()> {
     // Before any thread exists, so that every thread inherits the blocked SIGCHLD.
     reaper::block_sigchld().context("blocking SIGCHLD")?;
     let reaper = Reaper::start().context("starting the reaper")?;
+    if pid1 {
+        guest::cgroup::enable_controllers();
+    }
     if late_modules.is_empty() {
         guest::init::mark_late_modules_done();
     } else {

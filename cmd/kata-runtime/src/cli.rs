@@ -52,6 +52,8 @@ pub enum Command {
     Ps(liboci_cli::Ps),
     Pause(liboci_cli::Pause),
     Resume(liboci_cli::Resume),
+    Update(liboci_cli::Update),
+    Events(liboci_cli::Events),
     /// Print the versions of the runtime and its components.
     Version,
 }

@@ -69,3 +69,133 @@ pub fn remove(id: &str) {
         }
     }
 }
+
+/// Controllers the containers' cgroups get, enabled once at agent start.
+const CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
+
+/// Enables the controllers for `kata/` and its children (each on its own: a kernel without
+/// one must not cost the others).
+pub fn enable_controllers() {
+    let root = PathBuf::from("/sys/fs/cgroup");
+    let _ = std::fs::create_dir_all(ROOT);
+    for dir in [root, PathBuf::from(ROOT)] {
+        for c in CONTROLLERS {
+            let file = dir.join("cgroup.subtree_control");
+            if let Err(e) = std::fs::write(&file, format!("+{c}")) {
+                log::debug!("enabling {c} in {}: {e}", file.display());
+            }
+        }
+    }
+}
+
+fn write(id: &str, file: &str, value: &str) -> Result<(), Error> {
+    let path = path(id).join(file);
+    std::fs::write(&path, value).map_err(err(&path))
+}
+
+fn limit(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Applies OCI resources (memory, cpu, pids, blkio weight) to the container's cgroup (v2 files).
+pub fn apply_resources(id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit() {
+            write(id, "memory.max", &limit(l))?;
+        }
+        if let Some(l) = m.reservation() {
+            write(id, "memory.low", &limit(l))?;
+        }
+        if let (Some(swap), Some(mem)) = (m.swap(), m.limit()) {
+            // OCI's swap is memory+swap (cgroup v1 semantics); v2 wants the swap alone.
+            let v2 = if swap < 0 { -1 } else { (swap - mem).max(0) };
+            let _ = write(id, "memory.swap.max", &limit(v2));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.quota().is_some() || c.period().is_some() {
+            let quota = c.quota().map(limit).unwrap_or_else(|| "max".into());
+            let period = c.period().unwrap_or(100_000);
+            write(id, "cpu.max", &format!("{quota} {period}"))?;
+        }
+        if let Some(shares) = c.shares() {
+            // The conversion runc and crun use from v1 shares to v2 weight.
+            let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+            write(id, "cpu.weight", &weight.to_string())?;
+        }
+    }
+    if let Some(p) = r.pids() {
+        write(id, "pids.max", &limit(p.limit()))?;
+    }
+    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
+        let _ = write(id, "io.weight", &format!("default {w}"));
+    }
+    Ok(())
+}
+
+fn read_u64(id: &str, file: &str) -> u64 {
+    std::fs::read_to_string(path(id).join(file))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_limit(id: &str, file: &str) -> u64 {
+    match std::fs::read_to_string(path(id).join(file)) {
+        Ok(s) if s.trim() == "max" => u64::MAX,
+        Ok(s) => s.trim().parse().unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+fn read_keyed(id: &str, file: &str) -> std::collections::HashMap<String, u64> {
+    std::fs::read_to_string(path(id).join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The container's cgroup statistics, measured where its processes run: in the guest.
+pub fn stats(id: &str) -> protocols::agent::CgroupStats {
+    use protocols::agent::*;
+    let cpu = read_keyed(id, "cpu.stat");
+    let mut usage = CpuUsage::new();
+    usage.total_usage = cpu.get("usage_usec").copied().unwrap_or(0) * 1000;
+    usage.usage_in_usermode = cpu.get("user_usec").copied().unwrap_or(0) * 1000;
+    usage.usage_in_kernelmode = cpu.get("system_usec").copied().unwrap_or(0) * 1000;
+    let mut throttling = ThrottlingData::new();
+    throttling.periods = cpu.get("nr_periods").copied().unwrap_or(0);
+    throttling.throttled_periods = cpu.get("nr_throttled").copied().unwrap_or(0);
+    throttling.throttled_time = cpu.get("throttled_usec").copied().unwrap_or(0) * 1000;
+    let mut cpu_stats = CpuStats::new();
+    cpu_stats.cpu_usage = Some(usage).into();
+    cpu_stats.throttling_data = Some(throttling).into();
+
+    let mut mem_usage = MemoryData::new();
+    mem_usage.usage = read_u64(id, "memory.current");
+    mem_usage.max_usage = read_u64(id, "memory.peak");
+    mem_usage.limit = read_limit(id, "memory.max");
+    let mut memory = MemoryStats::new();
+    memory.stats = read_keyed(id, "memory.stat");
+    memory.cache = memory.stats.get("file").copied().unwrap_or(0);
+    memory.usage = Some(mem_usage).into();
+    memory.use_hierarchy = true;
+
+    let mut pids = PidsStats::new();
+    pids.current = read_u64(id, "pids.current");
+    pids.limit = read_limit(id, "pids.max");
+
+    let mut s = CgroupStats::new();
+    s.cpu_stats = Some(cpu_stats).into();
+    s.memory_stats = Some(memory).into();
+    s.pids_stats = Some(pids).into();
+    s
+}

@@ -269,6 +269,11 @@ impl Containers {
         if let Err(e) = crate::cgroup::create_with(id, pid.as_raw()) {
             log::warn!("container {id}: {e}");
         }
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            if let Err(e) = crate::cgroup::apply_resources(id, r) {
+                log::warn!("container {id}: resources: {e}");
+            }
+        }
         // The helper sends the pty master (if any) before it says it is ready.
         let tty = if terminal {
             receive_console(&console)
@@ -495,6 +500,25 @@ impl Containers {
             id: id.into(),
             message: e.to_string(),
         })
+    }
+
+    /// Applies new resource limits (OCI LinuxResources as JSON) to a live container.
+    pub fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), Error> {
+        let c = self.get(id)?;
+        let r: oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(resources_json).map_err(|e| Error::Spec {
+                id: id.into(),
+                reason: format!("resources: {e}"),
+            })?;
+        crate::cgroup::apply_resources(&c.id, &r).map_err(|e| Error::Setup {
+            id: id.into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn stats(&self, id: &str) -> Result<protocols::agent::CgroupStats, Error> {
+        let c = self.get(id)?;
+        Ok(crate::cgroup::stats(&c.id))
     }
 
     /// The guest pids of every process of the container.

@@ -109,6 +109,24 @@ impl AgentService for Agent {
         Ok(Empty::new())
     }
 
+    fn update_container(&self, _: &TtrpcContext, req: UpdateContainerRequest) -> R<Empty> {
+        self.containers
+            .update(&req.container_id, &req.resources_json)
+            .map_err(to_rpc)?;
+        Ok(Empty::new())
+    }
+
+    fn stats_container(
+        &self,
+        _: &TtrpcContext,
+        req: StatsContainerRequest,
+    ) -> R<StatsContainerResponse> {
+        let stats = self.containers.stats(&req.container_id).map_err(to_rpc)?;
+        let mut resp = StatsContainerResponse::new();
+        resp.cgroup_stats = Some(stats).into();
+        Ok(resp)
+    }
+
     fn pause_container(&self, _: &TtrpcContext, req: PauseContainerRequest) -> R<Empty> {
         self.containers
             .freeze(&req.container_id, true)

@@ -89,6 +89,14 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     prepare_rootfs(&spec, &rootfs)?;
     enter_rootfs(&rootfs)?;
     if let Some(linux) = spec.linux() {
+        // Before readonlyPaths makes /proc/sys read-only.
+        for (key, value) in linux.sysctl().iter().flatten() {
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&path, value).map_err(|e| Error::Sys {
+                what: format!("sysctl {key}={value}: {e}"),
+                errno: nix::Error::EINVAL,
+            })?;
+        }
         for p in linux.masked_paths().iter().flatten() {
             mask_path(Path::new(p))?;
         }
@@ -110,6 +118,15 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     }
     if let Some(hostname) = spec.hostname() {
         sys(format!("sethostname {hostname}"), sethostname(hostname))?;
+    }
+    if let Some(domain) = spec.domainname() {
+        // SAFETY: setdomainname with a pointer and length of a live buffer.
+        if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
+            return Err(Error::Sys {
+                what: format!("setdomainname {domain}"),
+                errno: nix::Error::last(),
+            });
+        }
     }
     let prepared = prepare_process(process)?;
 
@@ -156,6 +173,15 @@ impl Prepared {
 pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
     if process.terminal() == Some(true) {
         take_terminal(process)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| Error::Sys {
+            what: format!("oom_score_adj {adj}: {e}"),
+            errno: nix::Error::EINVAL,
+        })?;
+    }
+    if let Some(umask) = process.user().umask() {
+        nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     }
     apply_rlimits(process)?;
     let (argv, envp, exe) = prepare_exec(process)?;

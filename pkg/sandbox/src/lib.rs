@@ -15,7 +15,7 @@ mod time;
 
 pub use create::{create, CreateOptions, Created};
 pub use exec::{base_process, exec, ExecOptions};
-pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, OciState};
+pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, stats, update, OciState};
 pub use signal::parse_signal;
 pub use time::now_rfc3339;
 

@@ -289,3 +289,69 @@ pub fn ps(rt: &Runtime, id: &str, format: &str) -> Result<Vec<u8>> {
     req.format = format.into();
     Ok(agent(rt, &sb)?.list_processes(&req)?.process_list)
 }
+
+fn running_agent(rt: &Runtime, id: &str, what: &'static str) -> Result<AgentClient> {
+    let (rec, sb) = load(rt, id)?;
+    let status = effective_status(&rec);
+    if status == Status::Stopped {
+        return Err(Error::BadState {
+            id: id.into(),
+            status,
+            action: what,
+        });
+    }
+    agent(rt, &sb)
+}
+
+/// `update`: new resource limits for the container's cgroup in the guest.
+pub fn update(rt: &Runtime, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (rec, _) = load(rt, id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let agent = running_agent(rt, id, "cannot update a stopped container")?;
+    let mut req = msg::UpdateContainerRequest::new();
+    req.container_id = id.into();
+    req.resources_json =
+        serde_json::to_vec(resources).map_err(|e| Error::Unsupported(format!("resources: {e}")))?;
+    agent.update_container(&req)?;
+    Ok(())
+}
+
+/// The container's statistics from its guest cgroup, shaped as runc's `events --stats` data.
+pub fn stats(rt: &Runtime, id: &str) -> Result<serde_json::Value> {
+    let (rec, _) = load(rt, id)?;
+    let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
+    let agent = running_agent(rt, id, "a stopped container has no statistics")?;
+    let mut req = msg::StatsContainerRequest::new();
+    req.container_id = id.into();
+    let resp = agent.stats_container(&req)?;
+    let s = resp.cgroup_stats.unwrap_or_default();
+    let cpu = s.cpu_stats.clone().unwrap_or_default();
+    let usage = cpu.cpu_usage.clone().unwrap_or_default();
+    let thr = cpu.throttling_data.clone().unwrap_or_default();
+    let mem = s.memory_stats.clone().unwrap_or_default();
+    let mu = mem.usage.clone().unwrap_or_default();
+    let pids = s.pids_stats.clone().unwrap_or_default();
+    Ok(serde_json::json!({
+        "cpu": {
+            "usage": {
+                "total": usage.total_usage,
+                "percpu": usage.percpu_usage,
+                "kernel": usage.usage_in_kernelmode,
+                "user": usage.usage_in_usermode,
+            },
+            "throttling": {
+                "periods": thr.periods,
+                "throttledPeriods": thr.throttled_periods,
+                "throttledTime": thr.throttled_time,
+            },
+        },
+        "memory": {
+            "cache": mem.cache,
+            "usage": {"usage": mu.usage, "max": mu.max_usage, "limit": mu.limit, "failcnt": mu.failcnt},
+            "raw": mem.stats,
+        },
+        "pids": {"current": pids.current, "limit": pids.limit},
+        "blkio": {},
+        "hugetlb": {},
+    }))
+}

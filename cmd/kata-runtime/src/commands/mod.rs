@@ -1,9 +1,11 @@
 //! One function per verb, each a thin call into the `sandbox` library.
 
+mod events;
 mod exec;
 mod list;
 mod run;
 mod spec;
+mod update;
 
 use crate::cli::{Cli, Command};
 use anyhow::Context;
@@ -60,6 +62,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(e) => exec::exec(&rt, e),
         Command::List(l) => list::list(&rt, l),
         Command::Spec(s) => spec::spec(s),
+        Command::Update(u) => update::update(&rt, u),
+        Command::Events(e) => events::events(&rt, e),
         Command::Ps(p) => {
             if !matches!(p.format.as_str(), "table" | "json") {
                 anyhow::bail!("invalid --format {:?} (table or json)", p.format);
