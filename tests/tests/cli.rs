@@ -31,3 +31,17 @@ fn list_of_an_empty_root() {
     assert!(out.stdout_str().starts_with("ID"), "{}", out.stdout_str());
     env.assert_clean();
 }
+
+#[test]
+fn features_is_runc_shaped_json() {
+    let env = Env::new();
+    let out = env.run(&["features"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "pid"));
+    assert_eq!(f["linux"]["cgroup"]["v2"], true);
+}

@@ -33,6 +33,24 @@ fn vm_create_start_kill_delete() {
     let env = Env::new();
     let script = "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done";
     let b = env.bundle("life", &["sh", "-c", script]);
+    // OCI hooks run on the host with the state on stdin.
+    let hook = |name: &str| {
+        let out = env.path().join(format!("{name}.json"));
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]})
+    };
+    let cfg = b.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    spec["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart")], "poststart": [hook("poststart")], "poststop": [hook("poststop")]
+    });
+    std::fs::write(&cfg, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let hook_state = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(env.path().join(format!("{name}.json"))).expect("hook ran"),
+        )
+        .expect("hook got JSON state")
+    };
     let pid_file = env.path().join("init.pid");
     let out_file = env.path().join("stdout");
     let stdout = std::fs::File::create(&out_file).unwrap();
@@ -56,6 +74,8 @@ fn vm_create_start_kill_delete() {
 
     let s = state(&env, "life");
     assert_eq!(s["status"], "created");
+    assert_eq!(hook_state("prestart")["status"], "created");
+    assert_eq!(hook_state("prestart")["id"], "life");
     assert_eq!(s["id"], "life");
     assert_eq!(s["ociVersion"], "1.0.2");
     assert_eq!(s["bundle"], b.canonicalize().unwrap().to_str().unwrap());
@@ -71,6 +91,7 @@ fn vm_create_start_kill_delete() {
     let out = env.run(&["start", "life"], b"", T);
     assert_eq!(out.code(), 0, "start: {}", out.stderr);
     assert_eq!(state(&env, "life")["status"], "running");
+    assert_eq!(hook_state("poststart")["status"], "running");
     // Wait for the trap to be installed before signalling.
     let start = Instant::now();
     while !std::fs::read_to_string(&out_file)
@@ -97,6 +118,7 @@ fn vm_create_start_kill_delete() {
 
     let out = env.run(&["delete", "life"], b"", T);
     assert_eq!(out.code(), 0, "delete: {}", out.stderr);
+    assert_eq!(hook_state("poststop")["status"], "stopped");
     env.assert_clean();
     let out = env.run(&["state", "life"], b"", T);
     assert_eq!(out.code(), 1);

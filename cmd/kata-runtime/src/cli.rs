@@ -54,6 +54,8 @@ pub enum Command {
     Resume(liboci_cli::Resume),
     Update(liboci_cli::Update),
     Events(liboci_cli::Events),
+    /// Print what this runtime supports (runc's JSON).
+    Features,
     /// Print the versions of the runtime and its components.
     Version,
 }

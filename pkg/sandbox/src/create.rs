@@ -232,7 +232,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         proxy_socket: proxy_socket.clone(),
         containers: vec![id.into()],
     })?;
-    rt.store.save_container(&ContainerRecord {
+    let record = ContainerRecord {
         id: id.into(),
         sandbox_id: sandbox_id.into(),
         bundle: bundle.path.clone(),
@@ -241,7 +241,13 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         rootfs_mount: share_base,
         created: crate::time::now_rfc3339(),
         annotations,
-    })?;
+    };
+    rt.store.save_container(&record)?;
+    if let Some(hooks) = bundle.spec.hooks() {
+        crate::hooks::warn_unsupported(hooks);
+        let state = crate::lifecycle::to_state(record);
+        crate::hooks::run(Some(hooks), crate::hooks::Stage::CreateRuntime, &state)?;
+    }
     // Callers treat the pid file's appearance as "created": write it last.
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, shim.id())?;

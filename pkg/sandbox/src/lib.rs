@@ -6,6 +6,7 @@
 mod console;
 mod create;
 mod exec;
+mod hooks;
 mod lifecycle;
 mod procs;
 mod rollback;

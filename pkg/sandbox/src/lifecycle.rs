@@ -65,7 +65,7 @@ pub fn list(rt: &Runtime) -> Vec<OciState> {
         .collect()
 }
 
-fn to_state(rec: ContainerRecord) -> OciState {
+pub(crate) fn to_state(rec: ContainerRecord) -> OciState {
     let status = effective_status(&rec);
     OciState {
         oci_version: "1.0.2".into(),
@@ -100,6 +100,13 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     agent(rt, &sb)?.start_container(&req)?;
     rec.status = Status::Running;
     rt.store.save_container(&rec)?;
+    if let Some(hooks) = bundle_hooks(&rec) {
+        crate::hooks::run(
+            Some(&hooks),
+            crate::hooks::Stage::Poststart,
+            &to_state(rec.clone()),
+        )?;
+    }
     log::info!("container {id}: started");
     Ok(())
 }
@@ -178,7 +185,13 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     if rec.sandbox_id == id {
         stop_sandbox(rt, &sb, agent.as_ref());
     }
+    let hooks = bundle_hooks(&rec);
+    let mut final_state = to_state(rec);
+    final_state.status = Status::Stopped.to_string();
     rt.store.remove(id)?;
+    if let Err(e) = crate::hooks::run(hooks.as_ref(), crate::hooks::Stage::Poststop, &final_state) {
+        log::warn!("container {id}: {e}");
+    }
     log::info!("container {id}: deleted");
     Ok(())
 }
@@ -354,4 +367,9 @@ pub fn stats(rt: &Runtime, id: &str) -> Result<serde_json::Value> {
         "blkio": {},
         "hugetlb": {},
     }))
+}
+
+/// The hooks of the container's bundle, if the bundle is still there to say.
+fn bundle_hooks(rec: &ContainerRecord) -> Option<oci_spec::runtime::Hooks> {
+    oci::Bundle::load(&rec.bundle).ok()?.spec.hooks().clone()
 }

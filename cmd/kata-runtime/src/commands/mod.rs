@@ -2,6 +2,7 @@
 
 mod events;
 mod exec;
+mod features;
 mod list;
 mod run;
 mod spec;
@@ -64,6 +65,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Spec(s) => spec::spec(s),
         Command::Update(u) => update::update(&rt, u),
         Command::Events(e) => events::events(&rt, e),
+        Command::Features => features::features(),
         Command::Ps(p) => {
             if !matches!(p.format.as_str(), "table" | "json") {
                 anyhow::bail!("invalid --format {:?} (table or json)", p.format);

@@ -1,0 +1,106 @@
+//! OCI hooks, run on the host as Kata 1.x did (the host is where the caller's hook binaries
+//! live): prestart and createRuntime once the container is created, poststart after start,
+//! poststop after delete. Each gets the container's state JSON on stdin, as with runc.
+//! createContainer and startContainer hooks would have to run inside the VM: they are ignored
+//! with a warning.
+
+use crate::lifecycle::OciState;
+use crate::{Error, Result};
+use oci_spec::runtime::{Hook, Hooks};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    CreateRuntime,
+    Poststart,
+    Poststop,
+}
+
+fn select(hooks: &Hooks, stage: Stage) -> Vec<Hook> {
+    #[allow(deprecated)]
+    let prestart = hooks.prestart().clone().unwrap_or_default();
+    match stage {
+        Stage::CreateRuntime => prestart
+            .into_iter()
+            .chain(hooks.create_runtime().clone().unwrap_or_default())
+            .collect(),
+        Stage::Poststart => hooks.poststart().clone().unwrap_or_default(),
+        Stage::Poststop => hooks.poststop().clone().unwrap_or_default(),
+    }
+}
+
+pub fn warn_unsupported(hooks: &Hooks) {
+    if hooks
+        .create_container()
+        .as_ref()
+        .is_some_and(|h| !h.is_empty())
+        || hooks
+            .start_container()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+    {
+        log::warn!(
+            "createContainer/startContainer hooks are ignored: they would run inside the VM"
+        );
+    }
+}
+
+/// Runs the stage's hooks in order; the first failure stops them and is returned.
+pub fn run(hooks: Option<&Hooks>, stage: Stage, state: &OciState) -> Result<()> {
+    let Some(hooks) = hooks else { return Ok(()) };
+    let state_json =
+        serde_json::to_vec(state).map_err(|e| Error::Unsupported(format!("hook state: {e}")))?;
+    for hook in select(hooks, stage) {
+        run_one(&hook, stage, &state_json)?;
+    }
+    Ok(())
+}
+
+fn run_one(hook: &Hook, stage: Stage, state: &[u8]) -> Result<()> {
+    let fail = |reason: String| Error::Spawn {
+        component: "hook",
+        path: hook.path().clone(),
+        reason: format!("{stage:?}: {reason}"),
+    };
+    let args = hook.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(hook.path());
+    if let Some(argv0) = args.first() {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(argv0);
+    }
+    cmd.args(args.iter().skip(1))
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(state);
+    }
+    let timeout = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64))
+        .unwrap_or(Duration::from_secs(60));
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(fail(format!("exited with {status}"))),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("timed out after {timeout:?}")));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+}
