@@ -100,10 +100,21 @@ def main():
                 ready.append(float(msg.split("agent ready ")[1].split("s ")[0]))
 
     rss = {}
+    exec_true, state_t, list_t = [], [], []
     r = runtime(env, "run", "-d", "--bundle", sleeper, "rss", stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if r.returncode == 0:
         time.sleep(1)
+        for _ in range(N):
+            t0 = time.monotonic()
+            if runtime(env, "exec", "rss", "true", stdin=subprocess.DEVNULL).returncode == 0:
+                exec_true.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            runtime(env, "state", "rss", stdout=subprocess.DEVNULL)
+            state_t.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            runtime(env, "list", stdout=subprocess.DEVNULL)
+            list_t.append(time.monotonic() - t0)
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
@@ -120,15 +131,21 @@ def main():
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
                "agent_ready_s": stats(ready) if ready else None,
+               "exec_true_s": stats(exec_true) if exec_true else None,
+               "state_s": stats(state_t) if state_t else None,
+               "list_s": stats(list_t) if list_t else None,
                "rss_mib": rss}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
-    for key, label in [("floor_s", "floor: QEMU start -> /init line"),
-                       ("agent_ready_s", "QEMU start -> agent ready"),
-                       ("run_true_s", "kata-runtime run true")]:
+    for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
+                                 ("agent_ready_s", "QEMU start -> agent ready", True),
+                                 ("run_true_s", "kata-runtime run true", True),
+                                 ("exec_true_s", "kata-runtime exec true", False),
+                                 ("state_s", "kata-runtime state (1 container)", False),
+                                 ("list_s", "kata-runtime list (1 container)", False)]:
         s = results[key]
         if s:
-            ratio = "%.2f" % (s["median"] / fl) if fl else "-"
+            ratio = "%.2f" % (s["median"] / fl) if fl and vs_floor else "-"
             print("%-34s %8.3fs %8.3fs %8.3fs %9s" % (label, s["median"], s["min"], s["max"], ratio))
         else:
             print("%-34s   (failed)" % label)
