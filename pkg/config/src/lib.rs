@@ -104,19 +104,11 @@ pub struct Component {
     pub enable_debug: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
     #[serde(default)]
     pub kata: AgentKata,
-}
-
-impl Default for AgentSection {
-    fn default() -> Self {
-        AgentSection {
-            kata: AgentKata::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,8 +2,10 @@
 //! mount, a process) pushes its undo; on error they run in reverse, so bad input or a failed
 //! boot leaves nothing behind.
 
+type Undo = (&'static str, Box<dyn FnOnce()>);
+
 pub struct Rollback {
-    steps: Vec<(&'static str, Box<dyn FnOnce()>)>,
+    steps: Vec<Undo>,
 }
 
 impl Rollback {

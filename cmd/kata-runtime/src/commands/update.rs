@@ -23,7 +23,7 @@ pub fn update(rt: &Runtime, u: &liboci_cli::Update) -> anyhow::Result<u8> {
         None => LinuxResources::default(),
     };
     if u.memory.is_some() || u.memory_reservation.is_some() || u.memory_swap.is_some() {
-        let mut m = r.memory().clone().unwrap_or_default();
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = u.memory {
             m.set_limit(Some(i64::try_from(v).context("--memory too large")?));
         }
