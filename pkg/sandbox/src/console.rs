@@ -18,6 +18,25 @@ pub enum ShimTerminal {
     Slave(OwnedFd),
 }
 
+/// Checks the terminal options before anything is started: a detached process with a
+/// terminal needs a console socket, and the socket must exist.
+pub fn check(terminal: bool, console_socket: Option<&Path>, foreground: bool) -> Result<()> {
+    match console_socket {
+        Some(socket) if !terminal => {
+            log::warn!("--console-socket {} ignored: the process has no terminal", socket.display());
+            Ok(())
+        }
+        Some(socket) if !socket.exists() => Err(Error::Unsupported(format!(
+            "console socket {} does not exist",
+            socket.display()
+        ))),
+        None if terminal && !foreground => Err(Error::Unsupported(
+            "the process has a terminal: --console-socket is required unless the caller stays attached".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Decides and prepares the shim's terminal. `foreground`: the caller stays attached (run
 /// without -d, exec without -d), so its own stdio may serve when no socket is given.
 pub fn prepare(console_socket: Option<&Path>, foreground: bool) -> Result<ShimTerminal> {

@@ -42,23 +42,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     }
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
-    if !terminal {
-        if let Some(socket) = opts.console_socket {
-            log::warn!(
-                "--console-socket {} ignored: the process has no terminal",
-                socket.display()
-            );
-        }
-    } else if opts.console_socket.is_none() && !opts.foreground {
-        return Err(Error::Unsupported(
-            "the process has a terminal: --console-socket is required unless the caller stays attached".into(),
-        ));
-    } else if let Some(socket) = opts.console_socket.filter(|s| !s.exists()) {
-        return Err(Error::Unsupported(format!(
-            "console socket {} does not exist",
-            socket.display()
-        )));
-    }
+    crate::console::check(terminal, opts.console_socket, opts.foreground)?;
     // Resolve every path before anything is created: a missing piece is reported up front.
     let qemu_path = rt.config.qemu_path()?;
     let kernel = rt.config.kernel_path()?;

@@ -66,23 +66,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
         ));
     }
     let terminal = opts.process.terminal().unwrap_or(false);
-    if !terminal {
-        if let Some(socket) = opts.console_socket {
-            log::warn!(
-                "--console-socket {} ignored: the process has no terminal",
-                socket.display()
-            );
-        }
-    } else if opts.console_socket.is_none() && !opts.foreground {
-        return Err(Error::Unsupported(
-            "the process has a terminal: --console-socket is required with --detach".into(),
-        ));
-    } else if let Some(socket) = opts.console_socket.filter(|s| !s.exists()) {
-        return Err(Error::Unsupported(format!(
-            "console socket {} does not exist",
-            socket.display()
-        )));
-    }
+    crate::console::check(terminal, opts.console_socket, opts.foreground)?;
     let shim_bin = rt.config.shim_path()?;
     let exec_id = new_exec_id();
     let process_json = serde_json::to_vec(&opts.process)
