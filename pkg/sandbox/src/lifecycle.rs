@@ -288,19 +288,11 @@ pub fn set_paused(rt: &Runtime, id: &str, frozen: bool) -> Result<()> {
 pub fn ps(rt: &Runtime, id: &str, format: &str) -> Result<Vec<u8>> {
     let (rec, _) = load(rt, id)?;
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
-    let (rec, sb) = load(rt, id)?;
-    let status = effective_status(&rec);
-    if status == Status::Stopped {
-        return Err(Error::BadState {
-            id: id.into(),
-            status,
-            action: "a stopped container has no processes",
-        });
-    }
+    let agent = running_agent(rt, id, "a stopped container has no processes")?;
     let mut req = msg::ListProcessesRequest::new();
     req.container_id = id.into();
     req.format = format.into();
-    Ok(agent(rt, &sb)?.list_processes(&req)?.process_list)
+    Ok(agent.list_processes(&req)?.process_list)
 }
 
 fn running_agent(rt: &Runtime, id: &str, what: &'static str) -> Result<AgentClient> {
