@@ -353,3 +353,12 @@ pub fn read_until(master: &std::fs::File, needle: &str, timeout: Duration) -> St
     });
     rx.recv_timeout(timeout).unwrap_or_default()
 }
+
+/// Edits a bundle's config.json in place.
+pub fn edit_spec(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("json");
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
+}

@@ -98,7 +98,8 @@ fn vm_process_and_linux_spec_fields_apply_in_the_guest() {
         &[
             "sh",
             "-c",
-            "grep -E '^Cap(Eff|Bnd)' /proc/self/status; id; touch /x 2>&1 || echo ro-refused",
+            "grep -E '^Cap(Eff|Bnd)' /proc/self/status; id; touch /x 2>&1 || echo ro-refused; \
+             echo nofile=$(ulimit -Sn)/$(ulimit -Hn)",
         ],
     );
     let path = b.join("config.json");
@@ -115,6 +116,8 @@ fn vm_process_and_linux_spec_fields_apply_in_the_guest() {
     spec["process"]["oomScoreAdj"] = serde_json::json!(123);
     spec["domainname"] = serde_json::json!("kata.example");
     spec["linux"]["sysctl"] = serde_json::json!({"kernel.msgmax": "4321"});
+    spec["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 2000}]);
     std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "caps"], b"", T);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
@@ -130,5 +133,6 @@ fn vm_process_and_linux_spec_fields_apply_in_the_guest() {
         text.contains("ro-refused") || text.contains("Read-only"),
         "{text}"
     );
+    assert!(text.contains("nofile=1000/2000"), "{text}");
     env.assert_clean();
 }

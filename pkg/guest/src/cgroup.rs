@@ -36,6 +36,25 @@ pub fn add(id: &str, pid: i32) -> Result<(), Error> {
     std::fs::write(&procs, pid.to_string()).map_err(err(&procs))
 }
 
+/// The (guest) pids in the container's cgroup, descendants' cgroups included.
+pub fn pids(id: &str) -> Result<Vec<i32>, Error> {
+    let mut out = Vec::new();
+    collect_pids(&path(id), &mut out)?;
+    Ok(out)
+}
+
+fn collect_pids(dir: &std::path::Path, out: &mut Vec<i32>) -> Result<(), Error> {
+    let procs = dir.join("cgroup.procs");
+    let text = std::fs::read_to_string(&procs).map_err(err(&procs))?;
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    for entry in std::fs::read_dir(dir).map_err(err(dir))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_pids(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
 /// Freezes or thaws every process of the container and waits until the kernel says it is done.
 pub fn freeze(id: &str, frozen: bool) -> Result<(), Error> {
     let file = path(id).join("cgroup.freeze");

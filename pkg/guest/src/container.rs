@@ -257,15 +257,30 @@ impl Containers {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         std::fs::write(&spec_path, spec_json).map_err(io_err(&spec_path))?;
 
+        let plan = crate::namespaces::plan(&spec);
         let Spawned {
             pid,
             stdin,
             stdout,
             stderr,
             mut status,
-            start,
+            mut start,
             console,
-        } = spawn::spawn_container_init(&spec_path, terminal)?;
+        } = spawn::spawn_container_init(&spec_path, terminal, plan.clone_flags)?;
+        if plan.user() {
+            if let Err(e) = crate::namespaces::write_id_maps(pid.as_raw(), &spec) {
+                // Dropping `start` unblocks the child, which then exits.
+                drop(start);
+                let _ = kill(pid, Signal::SIGKILL);
+                reaper.wait(pid.as_raw(), Some(Duration::from_secs(5)));
+                reaper.forget(pid.as_raw());
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::Setup {
+                    id: id.into(),
+                    message: e.to_string(),
+                });
+            }
+        }
         if let Err(e) = crate::cgroup::create_with(id, pid.as_raw()) {
             log::warn!("container {id}: {e}");
         }
@@ -274,6 +289,8 @@ impl Containers {
                 log::warn!("container {id}: resources: {e}");
             }
         }
+        // Let the child exec the setup helper (see spawn_container_init).
+        let _ = start.write_all(b"G");
         // The helper sends the pty master (if any) before it says it is ready.
         let tty = if terminal {
             receive_console(&console)
@@ -346,7 +363,7 @@ impl Containers {
             errno,
         })?;
         if all {
-            for pid in pids_in_namespace_of(p.pid) {
+            for pid in self.all_pids(id, p.pid) {
                 let _ = kill(Pid::from_raw(pid), sig);
             }
         }
@@ -524,9 +541,28 @@ impl Containers {
     /// The guest pids of every process of the container.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>, Error> {
         let c = self.get(id)?;
-        let mut pids = pids_in_namespace_of(c.init.pid);
+        let mut pids = self.all_pids(id, c.init.pid);
         pids.sort_unstable();
         Ok(pids)
+    }
+
+    /// Every process of the container: its cgroup's members (as runc does), or when the
+    /// cgroup cannot be read, the members of the container's own pid namespace — never the
+    /// agent's, which the container may share.
+    fn all_pids(&self, id: &str, init_pid: i32) -> Vec<i32> {
+        match crate::cgroup::pids(id) {
+            Ok(pids) => pids,
+            Err(e) => {
+                log::warn!("container {id}: {e}");
+                let own = std::fs::read_link(format!("/proc/{init_pid}/ns/pid")).ok();
+                let agent = std::fs::read_link("/proc/self/ns/pid").ok();
+                if own.is_some() && own != agent {
+                    pids_in_namespace_of(init_pid)
+                } else {
+                    vec![init_pid]
+                }
+            }
+        }
     }
 
     pub fn ids(&self) -> Vec<String> {

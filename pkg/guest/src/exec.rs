@@ -13,8 +13,16 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::Path;
 
-/// Namespaces an exec joins; mnt last, since joining it changes what /proc shows.
-const NAMESPACES: [&str; 4] = ["ipc", "uts", "pid", "mnt"];
+/// Namespaces an exec joins, those the container shares with the agent excepted: user first
+/// (it grants the capabilities the others need), mnt last since it changes what /proc shows.
+const NAMESPACES: [&str; 6] = ["user", "ipc", "uts", "cgroup", "pid", "mnt"];
+
+/// Whether `/proc/<pid>/ns/<ns>` is a namespace other than the agent's own.
+fn is_own_namespace(init_pid: &str, ns: &str) -> bool {
+    let theirs = std::fs::read_link(format!("/proc/{init_pid}/ns/{ns}")).ok();
+    let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).ok();
+    theirs.is_some() && theirs != ours
+}
 
 pub fn container_exec_main(init_pid: &str, process_path: &Path) -> ! {
     // SAFETY: the spawner placed the status pipe at this number for us.
@@ -52,8 +60,14 @@ fn run(init_pid: &str, process_path: &Path, status: &mut File) -> Result<(), Err
         what: format!("invalid process {}: {e}", process_path.display()),
         errno: nix::Error::EINVAL,
     })?;
+    // The container's own spec sits beside the exec's process file: its seccomp profile
+    // applies to every exec too.
+    let seccomp = container_seccomp(process_path)?;
     let mut fds = Vec::with_capacity(NAMESPACES.len());
-    for ns in NAMESPACES {
+    for ns in NAMESPACES
+        .into_iter()
+        .filter(|ns| is_own_namespace(init_pid, ns))
+    {
         let path = format!("/proc/{init_pid}/ns/{ns}");
         let f = File::open(&path).map_err(|e| Error::Sys {
             what: format!("opening {path}: {e}"),
@@ -94,7 +108,7 @@ fn run(init_pid: &str, process_path: &Path, status: &mut File) -> Result<(), Err
         });
     }
     if pid == 0 {
-        let err = match setup::prepare_process(&process) {
+        let err = match setup::prepare_process(&process, seccomp.as_ref()) {
             Ok(prepared) => prepared.exec(),
             Err(e) => e,
         };
@@ -106,4 +120,18 @@ fn run(init_pid: &str, process_path: &Path, status: &mut File) -> Result<(), Err
     }
     let _ = status.write_all(format!("P{pid}\n").as_bytes());
     Ok(())
+}
+
+fn container_seccomp(
+    process_path: &Path,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, Error> {
+    let spec_path = process_path
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&spec_path).map_err(|source| Error::Spec {
+        path: spec_path,
+        source,
+    })?;
+    Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
 }

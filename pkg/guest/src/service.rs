@@ -223,6 +223,13 @@ impl AgentService for Agent {
         Ok(Empty::new())
     }
 
+    fn online_cpu_mem(&self, _: &TtrpcContext, req: OnlineCPUMemRequest) -> R<Empty> {
+        crate::hotplug::online(req.nb_cpus, req.cpu_only, req.wait).map_err(|e| {
+            ttrpc::Error::RpcStatus(ttrpc::get_status(Code::DEADLINE_EXCEEDED, e.to_string()))
+        })?;
+        Ok(Empty::new())
+    }
+
     fn close_stdin(&self, _: &TtrpcContext, req: CloseStdinRequest) -> R<Empty> {
         self.containers
             .close_stdin(&req.container_id, &req.exec_id)

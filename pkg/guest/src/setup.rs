@@ -42,6 +42,12 @@ pub enum Error {
     NotFound(String),
     #[error("argument contains a NUL byte: {0:?}")]
     Nul(String),
+    #[error("invalid {0}")]
+    Invalid(String),
+    #[error("seccomp: {0}")]
+    Seccomp(crate::seccomp::Error),
+    #[error("startContainer hook: {0}")]
+    Hook(crate::hooks::Error),
 }
 
 fn sys<T>(what: impl Into<String>, r: nix::Result<T>) -> Result<T, Error> {
@@ -85,8 +91,19 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     let process = spec.process().as_ref().ok_or(Error::Missing("process"))?;
     let root = spec.root().as_ref().ok_or(Error::Missing("root"))?;
     let rootfs = root.path().clone();
+    let plan = crate::namespaces::plan(&spec);
+    if plan.cgroup {
+        // The agent moved us into the container's cgroup before letting us run: it becomes the
+        // root of the new cgroup namespace.
+        sys(
+            "unshare cgroup namespace",
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP),
+        )?;
+    }
+    let propagation = rootfs_propagation(&spec)?;
+    let hook_state = start_hook_state(&spec, spec_path);
 
-    prepare_rootfs(&spec, &rootfs)?;
+    prepare_rootfs(&spec, &rootfs, propagation, plan.user())?;
     enter_rootfs(&rootfs)?;
     if let Some(linux) = spec.linux() {
         // Before readonlyPaths makes /proc/sys read-only.
@@ -116,6 +133,13 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
             ),
         )?;
     }
+    if let Some(flags) = propagation {
+        // Last, as runc does: a read-only remount above must not be given propagation flags.
+        sys(
+            "rootfsPropagation on /",
+            nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
+        )?;
+    }
     if let Some(hostname) = spec.hostname() {
         sys(format!("sethostname {hostname}"), sethostname(hostname))?;
     }
@@ -128,7 +152,14 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
             });
         }
     }
-    let prepared = prepare_process(process)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let mut prepared = prepare_process(process, seccomp)?;
+    prepared.start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+        .unwrap_or_default();
+    prepared.hook_state = hook_state;
 
     // Set up: tell the agent, then wait for StartContainer.
     let _ = status.write_all(b"R");
@@ -149,11 +180,27 @@ pub struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     exe: String,
+    /// A seccomp filter still to install: with no_new_privileges it goes in right before the
+    /// exec, so the profile constrains as few of our own syscalls as possible (as runc does).
+    late_seccomp: Option<crate::seccomp::Filter>,
+    /// startContainer hooks: run in the container, after setup, right before the exec.
+    start_hooks: Vec<oci_spec::runtime::Hook>,
+    hook_state: String,
 }
 
 impl Prepared {
     /// Execs the workload (searching the container's own PATH); returns only on failure.
     pub fn exec(self) -> Error {
+        if let Some(filter) = &self.late_seccomp {
+            if let Err(e) = filter.install() {
+                return Error::Seccomp(e);
+            }
+        }
+        for hook in &self.start_hooks {
+            if let Err(e) = crate::hooks::run(hook, &self.hook_state) {
+                return Error::Hook(e);
+            }
+        }
         let exe = match resolve_executable(&self.exe, &self.envp) {
             Ok(e) => e,
             Err(e) => return e,
@@ -169,8 +216,17 @@ impl Prepared {
 }
 
 /// Everything of an OCI process short of the exec: terminal, rlimits, capabilities, user and
-/// groups, cwd, no_new_privileges. Used for a container's init and for every exec.
-pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
+/// groups, cwd, no_new_privileges, seccomp. Used for a container's init and for every exec
+/// (an exec gets its container's seccomp profile too, as with runc).
+pub fn prepare_process(
+    process: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> Result<Prepared, Error> {
+    let filter = seccomp
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(Error::Seccomp)?;
+    let no_new_privs = process.no_new_privileges() == Some(true);
     if process.terminal() == Some(true) {
         take_terminal(process)?;
     }
@@ -186,6 +242,11 @@ pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
     apply_rlimits(process)?;
     let (argv, envp, exe) = prepare_exec(process)?;
     let caps = crate::caps::from_process(process);
+    if let Some(filter) = filter.as_ref().filter(|_| !no_new_privs) {
+        // Without no_new_privileges installing a filter needs CAP_SYS_ADMIN: before the
+        // capabilities go.
+        filter.install().map_err(Error::Seccomp)?;
+    }
     if let Some(c) = &caps {
         sys(
             "dropping capabilities from the bounding set",
@@ -200,7 +261,7 @@ pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
         sys("PR_SET_KEEPCAPS", crate::caps::keep_caps(false))?;
         sys("setting capabilities", crate::caps::apply(c))?;
     }
-    if process.no_new_privileges() == Some(true) {
+    if no_new_privs {
         // SAFETY: plain prctl with constant arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(Error::Sys {
@@ -209,20 +270,70 @@ pub fn prepare_process(process: &Process) -> Result<Prepared, Error> {
             });
         }
     }
-    Ok(Prepared { argv, envp, exe })
+    Ok(Prepared {
+        argv,
+        envp,
+        exe,
+        late_seccomp: filter.filter(|_| no_new_privs),
+        start_hooks: Vec::new(),
+        hook_state: String::new(),
+    })
 }
 
-fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
-    // Nothing we mount may propagate back to the agent's namespace.
+/// rootfsPropagation as mount flags; None when the spec leaves it out.
+fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>, Error> {
+    let Some(name) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    let flags = parse_options(&[name.as_str()]).propagation;
+    if flags.is_empty() {
+        return Err(Error::Invalid(format!("rootfsPropagation {name:?}")));
+    }
+    Ok(Some(flags))
+}
+
+/// The state JSON a startContainer hook reads on stdin. `bundle` is the container's folder in
+/// the guest (the host's bundle path means nothing here); `pid` is the container's init as the
+/// container sees it.
+fn start_hook_state(spec: &Spec, spec_path: &Path) -> String {
+    let id = spec_path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bundle = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.path().parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    serde_json::json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "status": "created",
+        "pid": std::process::id(),
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
+}
+
+fn prepare_rootfs(
+    spec: &Spec,
+    rootfs: &Path,
+    propagation: Option<MsFlags>,
+    user_ns: bool,
+) -> Result<(), Error> {
+    // Nothing we mount may propagate back to the agent's namespace: rprivate unless the spec
+    // asks for a propagation (then runc's way: that, on the whole tree).
+    let flags = propagation.unwrap_or(MsFlags::MS_REC | MsFlags::MS_PRIVATE);
     sys(
-        "make / rprivate",
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        ),
+        "setting the propagation of /",
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
     )?;
     // pivot_root needs the new root to be a mount point.
     do_mount(
@@ -240,11 +351,11 @@ fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
         }
     }
     if dev_is_tmpfs {
-        create_default_devices(rootfs)?;
+        create_default_devices(rootfs, user_ns)?;
     }
     if let Some(linux) = spec.linux() {
         for d in linux.devices().iter().flatten() {
-            create_device(rootfs, d)?;
+            create_device(rootfs, d, user_ns)?;
         }
     }
     Ok(())
@@ -302,10 +413,14 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
     ("tty", 5, 0),
 ];
 
-fn create_default_devices(rootfs: &Path) -> Result<(), Error> {
+fn create_default_devices(rootfs: &Path, user_ns: bool) -> Result<(), Error> {
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = rootfs.join("dev").join(name);
-        make_node(&path, SFlag::S_IFCHR, 0o666, major, minor)?;
+        if user_ns {
+            bind_device(&Path::new("/dev").join(name), &path)?;
+        } else {
+            make_node(&path, SFlag::S_IFCHR, 0o666, major, minor)?;
+        }
     }
     let links = [
         ("fd", "/proc/self/fd"),
@@ -354,8 +469,28 @@ fn make_node(path: &Path, kind: SFlag, mode: u32, major: u64, minor: u64) -> Res
     }
 }
 
-fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<(), Error> {
+/// In a user namespace mknod is refused: the guest's own node is bind-mounted instead (runc
+/// does the same with the host's).
+fn bind_device(guest_node: &Path, path: &Path) -> Result<(), Error> {
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    if guest_node.symlink_metadata().is_err() {
+        return Err(Error::Invalid(format!(
+            "device {}: the VM has no such device to bind in a user namespace",
+            guest_node.display()
+        )));
+    }
+    ensure_file(path)?;
+    do_mount(Some(guest_node), path, None, MsFlags::MS_BIND, "")?;
+    Ok(())
+}
+
+fn create_device(rootfs: &Path, d: &LinuxDevice, user_ns: bool) -> Result<(), Error> {
     let path = join_in_root(rootfs, d.path())?;
+    if user_ns {
+        return bind_device(d.path(), &path);
+    }
     let kind = match d.typ() {
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
@@ -429,9 +564,13 @@ fn readonly_path(path: &Path) -> Result<(), Error> {
 
 fn apply_rlimits(process: &Process) -> Result<(), Error> {
     for rl in process.rlimits().iter().flatten() {
-        let name = format!("{:?}", rl.typ());
+        // The spec's own spelling (`RLIMIT_NOFILE`), not the Rust variant name.
+        let name = serde_json::to_value(rl.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         let Some(resource) = rlimit_resource(&name) else {
-            continue;
+            return Err(Error::Invalid(format!("rlimit type {name:?}")));
         };
         let lim = libc::rlimit {
             rlim_cur: rl.soft(),

@@ -44,20 +44,21 @@ fn cstring(s: &str) -> Result<CString, Error> {
     CString::new(s).map_err(|_| Error::Nul(s.to_string()))
 }
 
-/// Clones a child in new mount, pid, ipc and uts namespaces that execs
+/// Clones a child in the given new namespaces that execs
 /// `/proc/self/exe __container-init <spec_path>`.
-pub fn spawn_container_init(spec_path: &Path, terminal: bool) -> Result<Spawned, Error> {
+///
+/// The child waits for one byte on its start pipe before it execs: the agent first writes the
+/// user namespace's id maps (an exec before them would drop every capability) and moves it
+/// into the container's cgroup, then lets it go with `Spawned::start`.
+pub fn spawn_container_init(
+    spec_path: &Path,
+    terminal: bool,
+    flags: CloneFlags,
+) -> Result<Spawned, Error> {
     let spec = spec_path
         .to_str()
         .ok_or_else(|| Error::Nul(spec_path.display().to_string()))?;
-    spawn_helper(
-        &[crate::CONTAINER_INIT_ARG, spec],
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS,
-        terminal,
-    )
+    spawn_helper(&[crate::CONTAINER_INIT_ARG, spec], flags, terminal, true)
 }
 
 /// Clones a child that execs `/proc/self/exe __container-exec <init pid> <process_path>`
@@ -74,6 +75,7 @@ pub fn spawn_container_exec(
         &[crate::CONTAINER_EXEC_ARG, &init_pid.to_string(), path],
         CloneFlags::empty(),
         terminal,
+        false,
     )
 }
 
@@ -115,7 +117,12 @@ fn stdio(terminal: bool) -> Result<Stdio, Error> {
     })
 }
 
-fn spawn_helper(args: &[&str], flags: CloneFlags, terminal: bool) -> Result<Spawned, Error> {
+fn spawn_helper(
+    args: &[&str],
+    flags: CloneFlags,
+    terminal: bool,
+    gated: bool,
+) -> Result<Spawned, Error> {
     let io = stdio(terminal)?;
     let [stdin_r, stdout_w, stderr_w] = io.child;
     let (status_r, status_w) = pipe()?;
@@ -123,6 +130,7 @@ fn spawn_helper(args: &[&str], flags: CloneFlags, terminal: bool) -> Result<Spaw
     let (console_agent, console_child) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| Error::Pipe(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
 
+    let user_ns = flags.contains(CloneFlags::CLONE_NEWUSER);
     let exe = cstring("/proc/self/exe")?;
     let mut owned = vec![cstring("kata-agent")?];
     for a in args {
@@ -160,6 +168,25 @@ fn spawn_helper(args: &[&str], flags: CloneFlags, terminal: bool) -> Result<Spaw
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            if gated {
+                let mut go = 0u8;
+                if libc::read(START_FD, (&mut go as *mut u8).cast(), 1) != 1 {
+                    libc::_exit(1);
+                }
+            }
+            if user_ns {
+                // Writing the maps does not change our credentials: we are still the host's
+                // root, unmapped (nobody) in the new namespace, and an exec would drop every
+                // capability. Become the namespace's root first (clone gave us the
+                // capabilities to). Raw syscalls: glibc's setxid wrappers would try to signal
+                // the parent's other threads.
+                if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+                    || libc::syscall(libc::SYS_setresgid, 0u32, 0u32, 0u32) != 0
+                    || libc::syscall(libc::SYS_setresuid, 0u32, 0u32, 0u32) != 0
+                {
+                    libc::_exit(125);
+                }
+            }
             libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127)
         }

@@ -94,6 +94,15 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     vm.initrd = Some(initrd);
     vm.memory_mib = q.default_memory;
     vm.vcpus = q.default_vcpus;
+    vm.max_vcpus = match q.default_maxvcpus {
+        0 => crate::resize::host_cpus(),
+        n => n,
+    };
+    vm.memory_slots = q.memory_slots;
+    vm.max_memory_mib = match q.default_maxmemory {
+        0 => crate::resize::host_memory_mib(),
+        n => n,
+    };
     vm.machine_type = q.machine_type.clone();
     vm.kernel_params = q
         .kernel_params
@@ -228,7 +237,6 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     };
     rt.store.save_container(&record)?;
     if let Some(hooks) = bundle.spec.hooks() {
-        crate::hooks::warn_unsupported(hooks);
         let state = crate::lifecycle::to_state(record);
         crate::hooks::run(Some(hooks), crate::hooks::Stage::CreateRuntime, &state)?;
     }

@@ -1,8 +1,9 @@
 //! OCI hooks, run on the host as Kata 1.x did (the host is where the caller's hook binaries
-//! live): prestart and createRuntime once the container is created, poststart after start,
-//! poststop after delete. Each gets the container's state JSON on stdin, as with runc.
-//! createContainer and startContainer hooks would have to run inside the VM: they are ignored
-//! with a warning.
+//! live): prestart, createRuntime and then createContainer once the container is created,
+//! poststart after start, poststop after delete. Each gets the container's state JSON on
+//! stdin, as with runc. createContainer hooks run on the host too: the container's namespaces
+//! are inside the VM, where a host binary cannot run. startContainer hooks are resolved in the
+//! container, so the agent runs them there, right before the workload (pkg/guest hooks.rs).
 
 use crate::lifecycle::OciState;
 use crate::{Error, Result};
@@ -25,25 +26,10 @@ fn select(hooks: &Hooks, stage: Stage) -> Vec<Hook> {
         Stage::CreateRuntime => prestart
             .into_iter()
             .chain(hooks.create_runtime().clone().unwrap_or_default())
+            .chain(hooks.create_container().clone().unwrap_or_default())
             .collect(),
         Stage::Poststart => hooks.poststart().clone().unwrap_or_default(),
         Stage::Poststop => hooks.poststop().clone().unwrap_or_default(),
-    }
-}
-
-pub fn warn_unsupported(hooks: &Hooks) {
-    if hooks
-        .create_container()
-        .as_ref()
-        .is_some_and(|h| !h.is_empty())
-        || hooks
-            .start_container()
-            .as_ref()
-            .is_some_and(|h| !h.is_empty())
-    {
-        log::warn!(
-            "createContainer/startContainer hooks are ignored: they would run inside the VM"
-        );
     }
 }
 

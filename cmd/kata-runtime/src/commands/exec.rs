@@ -2,7 +2,7 @@
 //! line on top of the container's own process (env, cwd, user), as runc does.
 
 use anyhow::{bail, Context};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 use sandbox::{ExecOptions, Runtime};
 use std::os::unix::process::ExitStatusExt;
 
@@ -64,7 +64,39 @@ fn build_process(rt: &Runtime, e: &liboci_cli::Exec) -> anyhow::Result<Process> 
         p.set_no_new_privileges(Some(true));
     }
     if !e.cap.is_empty() {
-        log::warn!("exec --cap is not applied yet: capabilities are issue 3 work");
+        add_capabilities(&mut p, &e.cap)?;
     }
     Ok(p)
+}
+
+/// `--cap` adds to the bounding, effective and permitted sets, and to the ambient set only
+/// when the process has inheritable capabilities (ambient ones need them), as runc does.
+fn add_capabilities(p: &mut Process, names: &[String]) -> anyhow::Result<()> {
+    let mut caps = p.capabilities().clone().unwrap_or_else(|| {
+        let mut none = LinuxCapabilities::default();
+        none.set_bounding(None);
+        none.set_effective(None);
+        none.set_inheritable(None);
+        none.set_permitted(None);
+        none.set_ambient(None);
+        none
+    });
+    let has_inheritable = caps.inheritable().as_ref().is_some_and(|i| !i.is_empty());
+    for name in names {
+        let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
+        let add = |set: &Option<Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.insert(cap);
+            Some(set)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        if has_inheritable {
+            caps.set_ambient(add(caps.ambient()));
+        }
+    }
+    p.set_capabilities(Some(caps));
+    Ok(())
 }

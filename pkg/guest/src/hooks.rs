@@ -1,0 +1,74 @@
+//! Running an OCI hook from inside the container (startContainer hooks: their path is
+//! resolved in the container, and they run right before the workload is exec'd). The hook
+//! reads the container's state JSON on stdin; a non-zero exit or a timeout fails the start.
+
+use oci_spec::runtime::Hook;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Spawn {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} exited with {status}")]
+    Failed {
+        path: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("{path} timed out after {timeout:?}")]
+    Timeout { path: String, timeout: Duration },
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn run(hook: &Hook, state: &str) -> Result<(), Error> {
+    let path = hook.path().display().to_string();
+    let args = hook.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(hook.path());
+    if let Some(argv0) = args.first() {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(argv0);
+    }
+    cmd.args(args.iter().skip(1))
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        path: path.clone(),
+        source,
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let timeout = hook
+        .timeout()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(Error::Failed { path, status }),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Timeout { path, timeout });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(source) => return Err(Error::Spawn { path, source }),
+        }
+    }
+}
