@@ -131,7 +131,32 @@ fn vm_exec_runs_in_the_containers_namespaces() {
     let out = env.run(&["exec", "box", "echo", "thawed"], b"", T);
     assert_eq!(out.stdout_str(), "thawed\n", "{}", out.stderr);
 
-    // update + events: limits and figures of the container's cgroup in the guest.
+    // update + events: limits and figures of the container's cgroup in the guest; the VM
+    // grows with them (vCPU and memory hot-plug).
+    let vm_size = || {
+        let out = env.run(
+            &[
+                "exec",
+                "box",
+                "sh",
+                "-c",
+                "nproc; grep MemTotal /proc/meminfo",
+            ],
+            b"",
+            T,
+        );
+        let text = out.stdout_str();
+        let mut lines = text.lines();
+        let cpus: u32 = lines.next().unwrap_or("").trim().parse().unwrap_or(0);
+        let mem_kib: u64 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (cpus, mem_kib)
+    };
+    let (cpus_before, mem_before) = vm_size();
+    assert!(cpus_before >= 1 && mem_before > 0);
     let out = env.run(
         &[
             "update",
@@ -139,12 +164,29 @@ fn vm_exec_runs_in_the_containers_namespaces() {
             "67108864",
             "--pids-limit",
             "50",
+            "--cpu-quota",
+            "100000",
+            "--cpu-period",
+            "100000",
             "box",
         ],
         b"",
         T,
     );
     assert_eq!(out.code(), 0, "update: {}", out.stderr);
+    let (cpus_after, mem_after) = vm_size();
+    let host_cpus = std::thread::available_parallelism().unwrap().get() as u32;
+    if host_cpus > cpus_before {
+        assert_eq!(
+            cpus_after,
+            cpus_before + 1,
+            "a quota of one CPU adds one vCPU"
+        );
+    }
+    assert!(
+        mem_after >= mem_before + 64 * 1024,
+        "a 64 MiB limit adds at least 64 MiB: {mem_before} -> {mem_after} KiB"
+    );
     let out = env.run(&["events", "--stats", "box"], b"", T);
     assert_eq!(out.code(), 0, "events: {}", out.stderr);
     let ev: serde_json::Value = serde_json::from_slice(&out.stdout).expect("event json");
@@ -172,8 +214,39 @@ fn vm_exec_runs_in_the_containers_namespaces() {
     assert_eq!(out.code(), 1);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 
+    // events --interval: a stats line per interval until the container stops.
+    let mut events = env.cmd(&["events", "--interval", "300ms", "box"]);
+    events
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut events = events.spawn().unwrap();
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for n in 0..3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("event line {n} never came"));
+        let ev: serde_json::Value = serde_json::from_str(&line).expect("event json");
+        assert_eq!(ev["type"], "stats", "{line}");
+        assert_eq!(ev["id"], "box", "{line}");
+    }
+
     let out = env.run(&["kill", "box", "KILL"], b"", T);
     assert_eq!(out.code(), 0, "kill: {}", out.stderr);
+    // ...and events ends by itself once the container stopped.
+    let status = e2e_tests::wait_timeout(&mut events, Duration::from_secs(30));
+    assert!(status.success(), "events: {status}");
     let start = std::time::Instant::now();
     while !env
         .run(&["state", "box"], b"", T)

@@ -179,6 +179,7 @@ impl AgentClient {
         resume_container(agent::ResumeContainerRequest) -> agent::Empty, "ResumeContainer", true;
         close_stdin(agent::CloseStdinRequest) -> agent::Empty, "CloseStdin", true;
         tty_win_resize(agent::TtyWinResizeRequest) -> agent::Empty, "TtyWinResize", true;
+        online_cpu_mem(agent::OnlineCPUMemRequest) -> agent::Empty, "OnlineCPUMem", true;
         /// Blocks until the process exits.
         wait_process(agent::WaitProcessRequest) -> agent::WaitProcessResponse, "WaitProcess", false;
         /// Blocks while the process's stdin pipe is full.

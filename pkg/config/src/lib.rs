@@ -53,6 +53,12 @@ pub struct Qemu {
     pub kernel_params: String,
     pub default_vcpus: u32,
     pub default_memory: u32,
+    /// Most vCPUs `update` may hot-plug up to; 0: the host's CPU count.
+    pub default_maxvcpus: u32,
+    /// DIMM slots for memory hot-plug on `update`; 0 turns memory hot-plug off.
+    pub memory_slots: u32,
+    /// Most memory (MiB) the VM may grow to; 0: the host's physical memory.
+    pub default_maxmemory: u32,
     /// "virtio-9p" or "virtio-fs".
     pub shared_fs: String,
     pub msize_9p: u32,
@@ -73,6 +79,9 @@ impl Default for Qemu {
             kernel_params: String::new(),
             default_vcpus: 1,
             default_memory: 256,
+            default_maxvcpus: 0,
+            memory_slots: 10,
+            default_maxmemory: 0,
             shared_fs: "virtio-9p".into(),
             msize_9p: 512000,
             virtio_fs_daemon: "/usr/lib/qemu/virtiofsd".into(),

@@ -108,8 +108,22 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
         &format!("{},accel={accel_name}", cfg.machine_type),
     ]);
     push(&["-cpu", cpu]);
-    push(&["-m", &format!("{}M", cfg.memory_mib)]);
-    push(&["-smp", &cfg.vcpus.to_string()]);
+    if cfg.memory_slots > 0 && cfg.max_memory_mib > cfg.memory_mib {
+        push(&[
+            "-m",
+            &format!(
+                "{}M,slots={},maxmem={}M",
+                cfg.memory_mib, cfg.memory_slots, cfg.max_memory_mib
+            ),
+        ]);
+    } else {
+        push(&["-m", &format!("{}M", cfg.memory_mib)]);
+    }
+    if cfg.max_vcpus > cfg.vcpus {
+        push(&["-smp", &format!("{},maxcpus={}", cfg.vcpus, cfg.max_vcpus)]);
+    } else {
+        push(&["-smp", &cfg.vcpus.to_string()]);
+    }
     if matches!(cfg.shared_fs, SharedFs::VirtioFs { .. }) {
         // vhost-user-fs needs guest RAM that virtiofsd can map: a shared memfd
         // backend covering all of RAM, attached through a NUMA node.

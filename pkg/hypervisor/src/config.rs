@@ -112,6 +112,15 @@ pub struct VmConfig {
     pub memory_mib: u32,
     #[serde(default = "default_vcpus")]
     pub vcpus: u32,
+    /// Upper bound for vCPU hot-plug (`-smp N,maxcpus=M`); not above `vcpus`: no hot-plug.
+    #[serde(default)]
+    pub max_vcpus: u32,
+    /// DIMM slots for memory hot-plug and the most memory the VM may grow to
+    /// (`-m N,slots=S,maxmem=M`); 0 slots: no hot-plug.
+    #[serde(default)]
+    pub memory_slots: u32,
+    #[serde(default)]
+    pub max_memory_mib: u32,
     #[serde(default = "default_machine_type")]
     pub machine_type: String,
     #[serde(default)]
@@ -213,6 +222,9 @@ impl VmConfig {
             kernel_params: Vec::new(),
             memory_mib: default_memory_mib(),
             vcpus: default_vcpus(),
+            max_vcpus: 0,
+            memory_slots: 0,
+            max_memory_mib: 0,
             machine_type: default_machine_type(),
             shared_fs: SharedFs::default(),
             shared_dir: shared_dir.into(),

@@ -19,6 +19,7 @@ pub mod kvm_probe;
 pub mod proc;
 pub mod qemu;
 pub mod qmp;
+pub mod resize;
 mod virtiofsd;
 
 pub use config::{Accel, ConfigError, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG};

@@ -9,6 +9,7 @@ mod exec;
 mod hooks;
 mod lifecycle;
 mod procs;
+mod resize;
 mod rollback;
 mod share;
 mod signal;

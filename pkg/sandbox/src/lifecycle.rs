@@ -318,6 +318,7 @@ pub fn update(rt: &Runtime, id: &str, resources: &oci_spec::runtime::LinuxResour
     req.resources_json =
         serde_json::to_vec(resources).map_err(|e| Error::Unsupported(format!("resources: {e}")))?;
     agent.update_container(&req)?;
+    crate::resize::grow_for(rt, &rec.sandbox_id, &agent, resources);
     Ok(())
 }
 
