@@ -125,3 +125,93 @@ fn vm_console_socket_for_create_and_exec() {
     drop((master, master2));
     env.assert_clean();
 }
+
+/// A pty pair: the master end for the test, the slave end as a file.
+fn open_pty(rows: u16, cols: u16) -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut master = 0;
+    let mut slave = 0;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty with valid out-pointers and a winsize; the fds are new and ours.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: fresh fds owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    }
+}
+
+/// `run` of a terminal container from an interactive shell (no console socket): the
+/// caller's own terminal becomes the process's, window size changes follow, and the exit
+/// code comes back.
+#[test]
+fn vm_run_with_a_terminal_from_an_interactive_shell() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let b = env.bundle(
+        "itty",
+        &[
+            "sh",
+            "-c",
+            "tty; stty size; read line; stty size; echo got:$line; exit 3",
+        ],
+    );
+    set_terminal(&b, true);
+    let (master, slave) = open_pty(40, 100);
+    let mut cmd = env.cmd(&["run", "--bundle", b.to_str().unwrap(), "itty"]);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec: a session of its own with
+    // the pty as controlling terminal, as a login shell has.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(slave);
+    let seen = read_until(&master, "40 100", T);
+    assert!(seen.contains("/dev/pts/"), "{seen}");
+    assert!(seen.contains("40 100"), "{seen}");
+    // Resize the caller's terminal: the shim forwards the new size to the guest's pty.
+    let ws = libc::winsize {
+        ws_row: 50,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
+    assert_eq!(
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+        0
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    (&master).write_all(b"hello\n").unwrap();
+    let seen = read_until(&master, "got:hello", T);
+    assert!(seen.contains("50 120"), "{seen}");
+    assert!(seen.contains("got:hello"), "{seen}");
+    let status = e2e_tests::wait_timeout(&mut child, T);
+    assert_eq!(status.code(), Some(3));
+    env.assert_clean();
+}

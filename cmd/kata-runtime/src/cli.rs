@@ -53,7 +53,7 @@ pub enum Command {
     Pause(liboci_cli::Pause),
     Resume(liboci_cli::Resume),
     Update(liboci_cli::Update),
-    Events(liboci_cli::Events),
+    Events(Events),
     /// Print what this runtime supports (runc's JSON).
     Features,
     /// Print the versions of the runtime and its components.
@@ -69,6 +69,51 @@ pub struct Kill {
     /// Signal every process of the container.
     #[arg(short, long)]
     pub all: bool,
+}
+
+/// runc's events: `--interval` is a Go-style duration (`5s`, `500ms`, `1m`); a bare number
+/// is taken as seconds.
+#[derive(Args, Debug)]
+pub struct Events {
+    /// Stats collection interval (default 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Display the container stats only once.
+    #[arg(long)]
+    pub stats: bool,
+    pub container_id: String,
+}
+
+/// Parses `1h2m3s`, `1.5s`, `250ms`, `10us`, `5ns` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {text:?}");
+    if let Ok(secs) = text.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// clap exits 2 on usage errors; an OCI runtime reports every failure with status 1 and one
@@ -90,5 +135,23 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
             eprintln!("kata-runtime: {line}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_go_syntax() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

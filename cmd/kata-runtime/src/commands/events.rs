@@ -6,7 +6,7 @@ use sandbox::Runtime;
 use std::io::Write;
 use std::time::Duration;
 
-pub fn events(rt: &Runtime, e: &liboci_cli::Events) -> anyhow::Result<u8> {
+pub fn events(rt: &Runtime, e: &crate::cli::Events) -> anyhow::Result<u8> {
     loop {
         let data = sandbox::stats(rt, &e.container_id)?;
         let line = serde_json::json!({"type": "stats", "id": e.container_id, "data": data});
@@ -16,7 +16,8 @@ pub fn events(rt: &Runtime, e: &liboci_cli::Events) -> anyhow::Result<u8> {
         if e.stats {
             return Ok(0);
         }
-        std::thread::sleep(Duration::from_secs(u64::from(e.interval.max(1))));
+        // A zero interval would spin against the agent.
+        std::thread::sleep(e.interval.max(Duration::from_millis(100)));
         if sandbox::state(rt, &e.container_id)?.status == "stopped" {
             return Ok(0);
         }
