@@ -15,7 +15,7 @@ KERNEL_CACHE:= build/cache
 PREFIX      ?= /usr/local
 TEST_THREADS?= 2
 
-.PHONY: all deps build guest demo test unit-test vm-test bench install protocols clean
+.PHONY: all deps build guest demo test unit-test vm-test conformance bench install protocols clean
 
 all: build guest
 
@@ -38,6 +38,11 @@ demo: guest
 test: guest
 	$(CARGO) test $(CARGO_FLAGS) --workspace --exclude e2e-tests
 	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
+
+# The conformance runner alone: kata-spec-checker inside containers under kata-runtime and, when
+# installed, runc; prints the comparison table.
+conformance: guest
+	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests --test conformance -- --test-threads=1 --nocapture
 
 bench: guest
 	python3 scripts/bench.py $(BIN_DIR)

@@ -11,6 +11,7 @@ have_cmd qemu-system-x86_64 || need+=(qemu-system-x86)
 have_pkg busybox-static || need+=(busybox-static)
 have_cmd dpkg-deb || need+=(dpkg)
 have_cmd cpio || need+=(cpio)
+have_cmd runc || need+=(runc)   # the conformance runner compares against it
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,0 +1,60 @@
+//! kata-spec-checker: a static binary placed in a bundle's rootfs and run as the container's
+//! process (`kata-spec-checker /spec.json`, the bundle's config.json copied into the rootfs).
+//! It reads the spec and checks, from inside, that the runtime applied it, in the spirit of
+//! youki's runtimetest and the OCI runtime-tools validation.
+//!
+//! Output: one line per check on stdout, `PASS <check>`, `FAIL <check>: <expected vs actual>`
+//! or `SKIP <check>: <why>`. A field the spec does not set is not checked. Exit status 0 when
+//! nothing failed, 1 otherwise, 2 on bad usage.
+
+mod caps;
+mod cgroups;
+mod linux;
+mod mounts;
+mod process;
+mod procfs;
+mod report;
+mod seccomp;
+
+use oci_spec::runtime::Spec;
+use report::{Outcome, Report};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, path] = args.as_slice() else {
+        eprintln!("usage: kata-spec-checker SPEC.json");
+        std::process::exit(2);
+    };
+    let mut report = Report::default();
+    match Spec::load(path) {
+        Ok(spec) => run_all(&spec, &mut report),
+        Err(e) => report.record("spec", Outcome::Fail(format!("reading {path}: {e}"))),
+    }
+    eprintln!(
+        "kata-spec-checker: {} passed, {} failed, {} skipped",
+        report.passed, report.failed, report.skipped
+    );
+    std::process::exit(if report.failed == 0 { 0 } else { 1 });
+}
+
+/// Every group, in the order of the spec's fields. Checks that only read come first; the
+/// probes that try to write (read-only root and paths) and the seccomp probes come last.
+fn run_all(spec: &Spec, r: &mut Report) {
+    if let Some(p) = spec.process() {
+        process::check(p, r);
+    }
+    linux::check_uts(spec, r);
+    mounts::check_mounts(spec, r);
+    if let Some(l) = spec.linux() {
+        linux::check_namespaces(l, r);
+        linux::check_sysctl(l, r);
+        linux::check_devices(l, r);
+        mounts::check_masked_paths(l, r);
+        cgroups::check(l, r);
+    }
+    mounts::check_root(spec, r);
+    if let Some(l) = spec.linux() {
+        mounts::check_readonly_paths(l, r);
+        seccomp::check(l, r);
+    }
+}
