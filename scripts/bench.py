@@ -70,6 +70,52 @@ def runtime(env, *args, **kw):
     return subprocess.run(cmd, timeout=120, **kw)
 
 
+MANY = 20
+
+
+def bench_runc_exec(work, bundle):
+    """runc's own exec of `true` on this machine, the reference for kata's exec."""
+    runc = shutil.which("runc")
+    if not runc:
+        return []
+    root = os.path.join(work, "runc-root")
+    cmd = [runc, "--root", root]
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if subprocess.run(cmd + ["run", "-d", "--bundle", bundle, "runc-bench"], timeout=60, **quiet).returncode:
+        return []
+    times = []
+    try:
+        for _ in range(N):
+            t0 = time.monotonic()
+            if subprocess.run(cmd + ["exec", "runc-bench", "true"], timeout=60, **quiet).returncode == 0:
+                times.append(time.monotonic() - t0)
+    finally:
+        subprocess.run(cmd + ["delete", "--force", "runc-bench"], timeout=60, **quiet)
+    return times
+
+
+def bench_many(env, bundle):
+    """state and list with MANY created containers (one VM each): they read records only."""
+    ids = ["m%02d" % i for i in range(MANY)]
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_t, list_t = [], []
+    try:
+        for cid in ids:
+            if runtime(env, "create", "--bundle", bundle, cid, **quiet).returncode:
+                return [], []
+        for _ in range(N):
+            t0 = time.monotonic()
+            runtime(env, "state", ids[-1], stdout=subprocess.DEVNULL)
+            state_t.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            runtime(env, "list", stdout=subprocess.DEVNULL)
+            list_t.append(time.monotonic() - t0)
+    finally:
+        for cid in ids:
+            runtime(env, "delete", "--force", cid, **quiet)
+    return state_t, list_t
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="kbench", dir="/tmp")
@@ -128,12 +174,18 @@ def main():
             rss[name] = kb / 1024
         runtime(env, "delete", "--force", "rss")
 
+    runc_exec = bench_runc_exec(work, sleeper)
+    state20, list20 = bench_many(env, sleeper)
+
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
                "agent_ready_s": stats(ready) if ready else None,
                "exec_true_s": stats(exec_true) if exec_true else None,
                "state_s": stats(state_t) if state_t else None,
                "list_s": stats(list_t) if list_t else None,
+               "runc_exec_true_s": stats(runc_exec) if runc_exec else None,
+               "state_20_s": stats(state20) if state20 else None,
+               "list_20_s": stats(list20) if list20 else None,
                "rss_mib": rss}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
@@ -142,13 +194,21 @@ def main():
                                  ("run_true_s", "kata-runtime run true", True),
                                  ("exec_true_s", "kata-runtime exec true", False),
                                  ("state_s", "kata-runtime state (1 container)", False),
-                                 ("list_s", "kata-runtime list (1 container)", False)]:
+                                 ("list_s", "kata-runtime list (1 container)", False),
+                                 ("runc_exec_true_s", "runc exec true (reference)", False),
+                                 ("state_20_s", "kata-runtime state (%d containers)" % MANY, False),
+                                 ("list_20_s", "kata-runtime list (%d containers)" % MANY, False)]:
         s = results[key]
         if s:
             ratio = "%.2f" % (s["median"] / fl) if fl and vs_floor else "-"
             print("%-34s %8.3fs %8.3fs %8.3fs %9s" % (label, s["median"], s["min"], s["max"], ratio))
         else:
             print("%-34s   (failed)" % label)
+    if results["exec_true_s"] and runc_exec:
+        print("%-34s %8.2fx   (target <= 5x)" % ("exec true: kata / runc",
+              results["exec_true_s"]["median"] / results["runc_exec_true_s"]["median"]))
+    elif not runc_exec:
+        print("%-34s   (runc not installed)" % "runc exec true (reference)")
     for name, mib in sorted(rss.items()):
         print("%-34s %8.1f MiB" % ("RSS " + name, mib))
     with open(os.path.join(OUT, "results.json"), "w") as f:
