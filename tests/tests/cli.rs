@@ -45,3 +45,70 @@ fn features_is_runc_shaped_json() {
         .any(|n| n == "pid"));
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
 }
+
+#[test]
+fn version_names_the_runtime_and_the_spec() {
+    let env = Env::new();
+    let out = env.run(&["version"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = out.stdout_str();
+    assert!(text.contains("kata-runtime"), "{text}");
+    assert!(text.to_lowercase().contains("spec"), "{text}");
+    let out = env.run(&["--version"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout_str().contains("kata-runtime"));
+}
+
+#[test]
+fn spec_rootless_maps_the_caller() {
+    let env = Env::new();
+    let dir = env.path().join("rootless");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = env.run(
+        &["spec", "--rootless", "--bundle", dir.to_str().unwrap()],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
+    assert!(namespaces.iter().any(|n| n["type"] == "user"), "{spec}");
+    assert_eq!(spec["linux"]["uidMappings"][0]["containerID"], 0, "{spec}");
+}
+
+/// runc's global flags are accepted; `--log-format json` writes one JSON object per line with
+/// level, msg and time.
+#[test]
+fn global_flags_and_json_log() {
+    let env = Env::new();
+    let log = env.path().join("runtime.log");
+    let out = env.run(
+        &[
+            "--debug",
+            "--systemd-cgroup",
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "state",
+            "nosuch",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 1);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        for key in ["level", "msg", "time"] {
+            assert!(v.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    assert!(text.contains("nosuch"), "{text}");
+    let out = env.run(&["--log-format", "xml", "list"], b"", T);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    env.assert_clean();
+}

@@ -95,6 +95,15 @@ fn base_spec(s: &mut Value) {
                        "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=1777"]}),
     );
     mounts.push(cgroup_mount());
+    // Bind mounts of host folders and files (`@bundle/` is replaced by the bundle's path).
+    mounts.push(
+        json!({"destination": "/hostro", "type": "bind", "source": "@bundle/hostdir",
+                       "options": ["rbind", "ro", "nosuid", "nodev"]}),
+    );
+    mounts.push(
+        json!({"destination": "/hostfile", "type": "none", "source": "@bundle/hostfile",
+                       "options": ["bind", "rw", "noexec"]}),
+    );
     let l = &mut s["linux"];
     l["sysctl"] = json!({"kernel.msgmax": "4321"});
     l["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
@@ -141,6 +150,22 @@ fn checker_bundle(dir: &Path, v: &Variant) -> PathBuf {
     let mut spec: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     (v.edit)(&mut spec);
     spec["process"]["args"] = json!(args);
+    for m in spec["mounts"].as_array_mut().unwrap() {
+        let Some(rest) = m["source"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("@bundle/"))
+        else {
+            continue;
+        };
+        let host = dir.join(rest);
+        if rest.ends_with("dir") {
+            std::fs::create_dir_all(&host).unwrap();
+            std::fs::write(host.join("file"), "from the host\n").unwrap();
+        } else {
+            std::fs::write(&host, "a host file\n").unwrap();
+        }
+        m["source"] = json!(host);
+    }
     let text = serde_json::to_vec_pretty(&spec).unwrap();
     std::fs::write(&config, &text).unwrap();
     let rootfs = dir.join("rootfs");
@@ -157,6 +182,8 @@ fn checker_bundle(dir: &Path, v: &Variant) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let mode = |m| std::fs::Permissions::from_mode(m);
     std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::create_dir_all(rootfs.join("hostro")).unwrap();
+    std::fs::write(rootfs.join("hostfile"), "").unwrap();
     std::fs::set_permissions(rootfs.join("data"), mode(0o1777)).unwrap();
     std::fs::set_permissions(rootfs.join(CHECKER), mode(0o755)).unwrap();
     std::fs::set_permissions(rootfs.join("spec.json"), mode(0o644)).unwrap();

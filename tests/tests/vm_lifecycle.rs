@@ -195,3 +195,57 @@ fn vm_two_containers_run_in_two_separate_vms() {
     }
     env.assert_clean();
 }
+
+/// Signals by number reach the container's process; `kill --all` reaches every process of the
+/// container (its cgroup in the guest), execs included.
+#[test]
+fn vm_signal_numbers_and_kill_all() {
+    let env = Env::new();
+    let b = env.bundle(
+        "sig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo usr1 >> /tmp/got' USR1; touch /tmp/ready; while true; do sleep 1; done",
+        ],
+    );
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "sig"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
+    wait_status(&env, "sig", "running", Duration::from_secs(30));
+    // A signal without a handler is dropped for a pid namespace's init: wait for the trap.
+    let start = Instant::now();
+    while !b.join("rootfs/tmp/ready").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "trap never set");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = env.run(&["kill", "sig", "10"], b"", T);
+    assert_eq!(out.code(), 0, "kill 10: {}", out.stderr);
+    // The rootfs is the bundle's, shared into the VM: the trap's file shows up on the host.
+    let got = b.join("rootfs/tmp/got");
+    let start = Instant::now();
+    while std::fs::read_to_string(&got).unwrap_or_default() != "usr1\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SIGUSR1 never handled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = env.run(&["exec", "-d", "sig", "sleep", "1000"], b"", T);
+    assert_eq!(out.code(), 0, "exec -d: {}", out.stderr);
+    let out = env.run(&["ps", "--format", "json", "sig"], b"", T);
+    let pids: Vec<i64> = serde_json::from_slice(&out.stdout).expect("ps json");
+    assert!(
+        pids.len() >= 3,
+        "sh, its sleep and the exec'd sleep: {pids:?}"
+    );
+    let out = env.run(&["kill", "--all", "sig", "SIGKILL"], b"", T);
+    assert_eq!(out.code(), 0, "kill --all: {}", out.stderr);
+    wait_status(&env, "sig", "stopped", Duration::from_secs(30));
+    let out = env.run(&["delete", "sig"], b"", T);
+    assert_eq!(out.code(), 0, "delete: {}", out.stderr);
+    env.assert_clean();
+}

@@ -227,7 +227,14 @@ impl Containers {
     }
 
     /// Sets the container up to the point of exec; its process waits for `start`.
-    pub fn create(&self, id: &str, spec_json: &[u8], reaper: &Reaper) -> Result<(), Error> {
+    /// The sandbox container (`is_sandbox`) publishes its namespaces for the pod's members.
+    pub fn create(
+        &self,
+        id: &str,
+        spec_json: &[u8],
+        is_sandbox: bool,
+        reaper: &Reaper,
+    ) -> Result<(), Error> {
         if self.get(id).is_ok() {
             return Err(Error::Exists(id.into()));
         }
@@ -266,7 +273,12 @@ impl Containers {
             mut status,
             mut start,
             console,
-        } = spawn::spawn_container_init(&spec_path, terminal, plan.clone_flags)?;
+        } = spawn::spawn_container_init(
+            &spec_path,
+            terminal,
+            plan.clone_flags,
+            plan.joined(nix::sched::CloneFlags::CLONE_NEWPID),
+        )?;
         if plan.user() {
             if let Err(e) = crate::namespaces::write_id_maps(pid.as_raw(), &spec) {
                 // Dropping `start` unblocks the child, which then exits.
@@ -287,6 +299,11 @@ impl Containers {
         if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             if let Err(e) = crate::cgroup::apply_resources(id, r) {
                 log::warn!("container {id}: resources: {e}");
+            }
+        }
+        if is_sandbox {
+            if let Err(e) = crate::namespaces::publish_sandbox(pid.as_raw()) {
+                log::warn!("container {id}: {e}");
             }
         }
         // Let the child exec the setup helper (see spawn_container_init).

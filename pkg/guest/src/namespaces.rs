@@ -2,15 +2,17 @@
 //! namespace's id maps.
 //!
 //! In the VM the network namespace is the VM's (the pod's network lives in the guest's root
-//! network namespace), and a namespace `path` names something on the host that the guest
-//! cannot reach: both are ignored with a warning, as Kata 1.x did. A mount namespace is always
-//! created, since the container pivots into its own root. The cgroup namespace is unshared by
-//! the setup helper itself, once the agent has moved it into the container's cgroup (so that
-//! cgroup becomes the namespace's root, as with runc).
+//! network namespace). A namespace `path` from the host means nothing in the guest: the runtime
+//! rewrites the ones a pod member shares with its sandbox (ipc, uts, pid) to
+//! `SANDBOX_NS_DIR/<type>`, where the agent published the sandbox container's namespaces; any
+//! other path is ignored with a warning and a new namespace made, as Kata 1.x did. A mount
+//! namespace is always created, since the container pivots into its own root. The cgroup
+//! namespace is unshared by the setup helper itself, once the agent has moved it into the
+//! container's cgroup (so that cgroup becomes the namespace's root, as with runc).
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,33 +23,85 @@ pub enum Error {
     },
     #[error("a user namespace needs {0} that map the container's root (0)")]
     NoRoot(&'static str),
+    #[error("publishing the sandbox's namespaces in {path}: {source}")]
+    Publish {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// The namespaces a container's init is cloned into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Namespaces a pod member joins, and how (see the module comment).
+const SHAREABLE: [(LinuxNamespaceType, &str, CloneFlags); 3] = [
+    (LinuxNamespaceType::Ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+    (LinuxNamespaceType::Uts, "uts", CloneFlags::CLONE_NEWUTS),
+    (LinuxNamespaceType::Pid, "pid", CloneFlags::CLONE_NEWPID),
+];
+
+/// The namespaces a container's init is cloned into, and those it joins.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// Flags for clone(2) of the setup helper.
     pub clone_flags: CloneFlags,
     /// The helper unshares a cgroup namespace after joining its cgroup.
     pub cgroup: bool,
+    /// Existing namespaces to join: (setns flag, path). The pid namespace is joined by the
+    /// agent's clone; the others by the setup helper, first thing.
+    pub join: Vec<(CloneFlags, PathBuf)>,
 }
 
 impl Plan {
     pub fn user(&self) -> bool {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
     }
+
+    pub fn joined(&self, flag: CloneFlags) -> Option<&Path> {
+        self.join
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// The sandbox namespace a member's spec names, if `path` is one.
+fn shared_with_sandbox(typ: LinuxNamespaceType, path: &Path) -> Option<CloneFlags> {
+    SHAREABLE.iter().find_map(|(t, name, flag)| {
+        (*t == typ && path == Path::new(protocols::SANDBOX_NS_DIR).join(name)).then_some(*flag)
+    })
+}
+
+/// Makes the sandbox container's namespaces joinable by the pod's members: symlinks to the
+/// /proc entries of its init (they go stale, and joining fails clearly, once it is gone).
+pub fn publish_sandbox(pid: i32) -> Result<(), Error> {
+    let dir = Path::new(protocols::SANDBOX_NS_DIR);
+    let publish_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Publish { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(publish_err(dir))?;
+    for (_, name, _) in SHAREABLE {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("/proc/{pid}/ns/{name}"), &link)
+            .map_err(publish_err(&link))?;
+    }
+    Ok(())
 }
 
 pub fn plan(spec: &Spec) -> Plan {
     let mut clone_flags = CloneFlags::CLONE_NEWNS;
     let mut cgroup = false;
+    let mut join = Vec::new();
     let namespaces = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
     for ns in namespaces {
-        if let Some(path) = ns.path() {
+        if let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(flag) = shared_with_sandbox(ns.typ(), path) {
+                join.push((flag, path.clone()));
+                continue;
+            }
             log::warn!(
                 "namespace {:?} path {}: a host path means nothing in the VM; a new one is made",
                 ns.typ(),
@@ -70,6 +124,7 @@ pub fn plan(spec: &Spec) -> Plan {
     Plan {
         clone_flags,
         cgroup,
+        join,
     }
 }
 
@@ -123,6 +178,21 @@ mod tests {
         assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWIPC));
         assert!(p.user());
         assert!(p.cgroup);
+        let member = plan(&spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+                {"type":"ipc","path":"/run/kata-containers/sandbox/ns/ipc"},
+                {"type":"uts","path":"/proc/42/ns/uts"},
+                {"type":"pid","path":"/run/kata-containers/sandbox/ns/pid"}]}}"#,
+        ));
+        assert_eq!(
+            member.joined(CloneFlags::CLONE_NEWIPC),
+            Some(Path::new("/run/kata-containers/sandbox/ns/ipc"))
+        );
+        assert!(member.joined(CloneFlags::CLONE_NEWPID).is_some());
+        // A host path: a namespace of its own.
+        assert!(member.clone_flags.contains(CloneFlags::CLONE_NEWUTS));
+        assert!(!member.clone_flags.contains(CloneFlags::CLONE_NEWIPC));
+        assert!(!member.clone_flags.contains(CloneFlags::CLONE_NEWPID));
         let none = plan(&spec(r#"{"ociVersion":"1.0.2"}"#));
         assert_eq!(none.clone_flags, CloneFlags::CLONE_NEWNS);
         assert!(!none.cgroup);

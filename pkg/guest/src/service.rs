@@ -18,6 +18,8 @@ pub struct Agent {
     pub containers: Containers,
     pub reaper: Arc<Reaper>,
     sandbox_mounts: Mutex<Vec<PathBuf>>,
+    /// From CreateSandbox: the container with this id is the pod's sandbox container.
+    sandbox_id: Mutex<String>,
 }
 
 impl Agent {
@@ -26,6 +28,7 @@ impl Agent {
             containers: Containers::default(),
             reaper,
             sandbox_mounts: Mutex::new(Vec::new()),
+            sandbox_id: Mutex::new(String::new()),
         }
     }
 }
@@ -65,6 +68,9 @@ impl AgentService for Agent {
                 m.push(mounted);
             }
         }
+        if let Ok(mut id) = self.sandbox_id.lock() {
+            id.clone_from(&req.sandbox_id);
+        }
         log::info!("sandbox {} created", req.sandbox_id);
         Ok(Empty::new())
     }
@@ -91,8 +97,17 @@ impl AgentService for Agent {
         for s in &req.storages {
             storage::mount_storage(s).map_err(|e| status(Code::INTERNAL, e))?;
         }
+        let is_sandbox = self
+            .sandbox_id
+            .lock()
+            .is_ok_and(|id| *id == req.container_id);
         self.containers
-            .create(&req.container_id, &req.oci_spec_json, &self.reaper)
+            .create(
+                &req.container_id,
+                &req.oci_spec_json,
+                is_sandbox,
+                &self.reaper,
+            )
             .map_err(to_rpc)?;
         Ok(Empty::new())
     }

@@ -92,6 +92,22 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     let root = spec.root().as_ref().ok_or(Error::Missing("root"))?;
     let rootfs = root.path().clone();
     let plan = crate::namespaces::plan(&spec);
+    for (flag, path) in plan
+        .join
+        .iter()
+        .filter(|(f, _)| *f != nix::sched::CloneFlags::CLONE_NEWPID)
+    {
+        // A pod member sharing its sandbox's ipc/uts namespace (the pid one was joined by
+        // the agent's clone).
+        let ns = std::fs::File::open(path).map_err(|e| Error::Sys {
+            what: format!("opening the sandbox namespace {}: {e}", path.display()),
+            errno: nix::Error::ENOENT,
+        })?;
+        sys(
+            format!("joining {}", path.display()),
+            nix::sched::setns(ns, *flag),
+        )?;
+    }
     if plan.cgroup {
         // The agent moved us into the container's cgroup before letting us run: it becomes the
         // root of the new cgroup namespace.
@@ -140,10 +156,13 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
             nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
         )?;
     }
-    if let Some(hostname) = spec.hostname() {
+    // Joined a sandbox's uts namespace: its names are the sandbox's (runc would refuse a
+    // hostname without a uts namespace of its own; CRI sets it for members anyway).
+    let own_uts = plan.joined(nix::sched::CloneFlags::CLONE_NEWUTS).is_none();
+    if let Some(hostname) = spec.hostname().as_ref().filter(|_| own_uts) {
         sys(format!("sethostname {hostname}"), sethostname(hostname))?;
     }
-    if let Some(domain) = spec.domainname() {
+    if let Some(domain) = spec.domainname().as_ref().filter(|_| own_uts) {
         // SAFETY: setdomainname with a pointer and length of a live buffer.
         if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
             return Err(Error::Sys {

@@ -20,6 +20,8 @@ pub enum Error {
     Clone(nix::Error),
     #[error("path contains a NUL byte: {0}")]
     Nul(String),
+    #[error("joining the pid namespace {0}: {1}")]
+    JoinPid(String, std::io::Error),
 }
 
 /// The agent's ends of a spawned container process's pipes.
@@ -50,15 +52,35 @@ fn cstring(s: &str) -> Result<CString, Error> {
 /// The child waits for one byte on its start pipe before it execs: the agent first writes the
 /// user namespace's id maps (an exec before them would drop every capability) and moves it
 /// into the container's cgroup, then lets it go with `Spawned::start`.
+///
+/// With `join_pid`, the child starts in that existing pid namespace (a pod member sharing its
+/// sandbox's): this thread's pid namespace for children is switched around the clone.
 pub fn spawn_container_init(
     spec_path: &Path,
     terminal: bool,
     flags: CloneFlags,
+    join_pid: Option<&Path>,
 ) -> Result<Spawned, Error> {
     let spec = spec_path
         .to_str()
         .ok_or_else(|| Error::Nul(spec_path.display().to_string()))?;
-    spawn_helper(&[crate::CONTAINER_INIT_ARG, spec], flags, terminal, true)
+    let args = [crate::CONTAINER_INIT_ARG, spec];
+    let Some(target) = join_pid else {
+        return spawn_helper(&args, flags, terminal, true);
+    };
+    let open = |p: &Path| File::open(p).map_err(|e| Error::JoinPid(p.display().to_string(), e));
+    // Per thread: other threads of the agent keep spawning into the agent's own namespace.
+    let own = open(Path::new("/proc/thread-self/ns/pid_for_children"))?;
+    let target_ns = open(target)?;
+    nix::sched::setns(&target_ns, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| Error::JoinPid(target.display().to_string(), e.into()))?;
+    let spawned = spawn_helper(&args, flags - CloneFlags::CLONE_NEWPID, terminal, true);
+    if let Err(e) = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID) {
+        // This thread would go on spawning into the sandbox's namespace: unrecoverable.
+        log::error!("restoring the agent's pid namespace: {e}");
+        std::process::abort();
+    }
+    spawned
 }
 
 /// Clones a child that execs `/proc/self/exe __container-exec <init pid> <process_path>`

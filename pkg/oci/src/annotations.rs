@@ -68,6 +68,14 @@ pub fn container_type(
     Ok(ContainerType::Sandbox)
 }
 
+/// Whether the annotations mark a pod's sandbox container (an engine's type key says so), as
+/// opposed to a container that merely has a VM of its own.
+pub fn is_pod_sandbox(annotations: &HashMap<String, String>) -> bool {
+    ENGINES.iter().any(|(type_key, sandbox, _, _)| {
+        annotations.get(*type_key).map(String::as_str) == Some(sandbox)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ mod annotations;
 mod bundle;
 mod id;
 
-pub use annotations::{container_type, ContainerType};
+pub use annotations::{container_type, is_pod_sandbox, ContainerType};
 pub use bundle::Bundle;
 pub use id::validate_id;
 

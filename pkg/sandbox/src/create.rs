@@ -35,14 +35,13 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     }
     let bundle = Bundle::load(opts.bundle)?;
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
-    if let ContainerType::PodContainer { sandbox_id } = oci::container_type(Some(&annotations))? {
-        return Err(Error::Unsupported(format!(
-            "container {id} asks to join sandbox {sandbox_id}: joining an existing sandbox is not implemented yet"
-        )));
-    }
+    let kind = oci::container_type(Some(&annotations))?;
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     crate::console::check(terminal, opts.console_socket, opts.foreground)?;
+    if let ContainerType::PodContainer { sandbox_id } = kind {
+        return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
+    }
     // Resolve every path before anything is created: a missing piece is reported up front.
     let qemu_path = rt.config.qemu_path()?;
     let kernel = rt.config.kernel_path()?;
@@ -78,13 +77,6 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
             share::unmount_tree(&d);
             let _ = std::fs::remove_dir_all(&d);
         });
-    }
-
-    let (guest_spec, share_base) =
-        share::share_container(&shared_dir, id, &bundle.rootfs, &bundle.spec)?;
-    {
-        let b = share_base.clone();
-        undo.push("unshare rootfs", move || share::unshare_container(&b));
     }
 
     let q = &rt.config.hypervisor.qemu;
@@ -178,6 +170,61 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     req.storages = vec![shared_storage];
     agent.create_sandbox(&req)?;
 
+    let target = Target {
+        sandbox_id,
+        vm_dir: &vm_dir,
+        shared_dir: &shared_dir,
+        proxy_socket: &proxy_socket,
+        shim_bin: &shim_bin,
+        debug,
+    };
+    let (shim, record) = add_container(rt, opts, &bundle, &target, &agent, &mut undo, |_| {})?;
+    rt.store.save_sandbox(&SandboxRecord {
+        id: sandbox_id.into(),
+        vm_dir: vm_dir.clone(),
+        shared_dir: shared_dir.clone(),
+        hypervisor: qemu_state,
+        proxy: Some(proxy),
+        proxy_socket: proxy_socket.clone(),
+        containers: vec![id.into()],
+    })?;
+    publish(rt, opts, &bundle, record, &shim)?;
+    undo.disarm();
+    let _ = state_dir;
+    log::info!("container {id}: created in {:?}", started.elapsed());
+    Ok(Created { shim })
+}
+
+/// The sandbox a container is being added to.
+pub(crate) struct Target<'a> {
+    pub sandbox_id: &'a str,
+    pub vm_dir: &'a Path,
+    pub shared_dir: &'a Path,
+    pub proxy_socket: &'a Path,
+    pub shim_bin: &'a Path,
+    pub debug: bool,
+}
+
+/// Adds a container to a running sandbox: its rootfs and bind mounts shared into the VM, the
+/// agent's CreateContainer (with `edit_spec` applied to the guest spec first), its shim.
+/// Returns the shim and the container's record, not yet saved.
+pub(crate) fn add_container(
+    rt: &Runtime,
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    target: &Target,
+    agent: &AgentClient,
+    undo: &mut Rollback,
+    edit_spec: impl FnOnce(&mut oci_spec::runtime::Spec),
+) -> Result<(Child, ContainerRecord)> {
+    let id = opts.id;
+    let (mut guest_spec, share_base) =
+        share::share_container(target.shared_dir, id, &bundle.rootfs, &bundle.spec)?;
+    {
+        let b = share_base.clone();
+        undo.push("unshare rootfs", move || share::unshare_container(&b));
+    }
+    edit_spec(&mut guest_spec);
     let spec_json = serde_json::to_vec(&guest_spec)
         .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
     let mut req = msg::CreateContainerRequest::new();
@@ -185,7 +232,26 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     req.exec_id = id.into();
     req.oci_spec_json = spec_json;
     agent.create_container(&req)?;
+    {
+        let socket = target.proxy_socket.to_path_buf();
+        let timeout = rt.call_timeout();
+        let cid = id.to_string();
+        undo.push("remove container in the guest", move || {
+            if let Ok(a) = AgentClient::connect(&socket, timeout) {
+                let mut req = msg::RemoveContainerRequest::new();
+                req.container_id = cid;
+                req.timeout = 5;
+                let _ = a.remove_container(&req);
+            }
+        });
+    }
 
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let tty = if terminal {
         crate::console::prepare(opts.console_socket, opts.foreground)?
     } else {
@@ -197,13 +263,15 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     };
     let shim = procs::start_shim(&ShimArgs {
         tty,
-        binary: &shim_bin,
-        agent_socket: &proxy_socket,
+        binary: target.shim_bin,
+        agent_socket: target.proxy_socket,
         container_id: id,
         exec_id: id,
         terminal,
-        log: vm_dir.join(format!("shim-{}.log", crate::short_name(id))),
-        debug,
+        log: target
+            .vm_dir
+            .join(format!("shim-{}.log", crate::short_name(id))),
+        debug: target.debug,
     })?;
     let shim_ref = ProcessRef::of(shim.id() as i32);
     {
@@ -215,39 +283,37 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
             );
         });
     }
-
-    rt.store.save_sandbox(&SandboxRecord {
-        id: sandbox_id.into(),
-        vm_dir: vm_dir.clone(),
-        shared_dir: shared_dir.clone(),
-        hypervisor: qemu_state,
-        proxy: Some(proxy),
-        proxy_socket: proxy_socket.clone(),
-        containers: vec![id.into()],
-    })?;
     let record = ContainerRecord {
         id: id.into(),
-        sandbox_id: sandbox_id.into(),
+        sandbox_id: target.sandbox_id.into(),
         bundle: bundle.path.clone(),
         status: Status::Created,
         shim: shim_ref,
         rootfs_mount: share_base,
         created: crate::time::now_rfc3339(),
-        annotations,
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
     };
+    Ok((shim, record))
+}
+
+/// The last steps of every create: the record saved, createRuntime/createContainer hooks, and
+/// the pid file, which callers take as "created", written last.
+pub(crate) fn publish(
+    rt: &Runtime,
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    record: ContainerRecord,
+    shim: &Child,
+) -> Result<()> {
     rt.store.save_container(&record)?;
     if let Some(hooks) = bundle.spec.hooks() {
         let state = crate::lifecycle::to_state(record);
         crate::hooks::run(Some(hooks), crate::hooks::Stage::CreateRuntime, &state)?;
     }
-    // Callers treat the pid file's appearance as "created": write it last.
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, shim.id())?;
     }
-    undo.disarm();
-    let _ = state_dir;
-    log::info!("container {id}: created in {:?}", started.elapsed());
-    Ok(Created { shim })
+    Ok(())
 }
 
 /// The storage that makes the agent mount the shared folder.

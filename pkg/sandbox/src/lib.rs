@@ -8,6 +8,7 @@ mod create;
 mod exec;
 mod hooks;
 mod lifecycle;
+mod member;
 mod procs;
 mod resize;
 mod rollback;

@@ -128,11 +128,29 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<()> {
     if status == Status::Stopped {
         return Ok(());
     }
+    let agent = agent(rt, &sb)?;
+    let stops_pod = rec.sandbox_id == id
+        && oci::is_pod_sandbox(&rec.annotations)
+        && (signal == libc::SIGKILL || signal == libc::SIGTERM);
+    if stops_pod {
+        // Stopping a pod's sandbox container stops the pod, as Kata 1.x's StopSandbox did:
+        // every member first, then the sandbox container, all with SIGKILL. The VM stays up
+        // until the sandbox container is deleted.
+        for member in sb.containers.iter().filter(|c| c.as_str() != id) {
+            let mut req = msg::SignalProcessRequest::new();
+            req.container_id = member.clone();
+            req.signal = libc::SIGKILL as u32;
+            req.all = true;
+            if let Err(e) = agent.signal_process(&req) {
+                log::warn!("kill {id}: member {member}: {e}");
+            }
+        }
+    }
     let mut req = msg::SignalProcessRequest::new();
     req.container_id = id.into();
-    req.signal = signal as u32;
-    req.all = all;
-    agent(rt, &sb)?.signal_process(&req)?;
+    req.signal = if stops_pod { libc::SIGKILL } else { signal } as u32;
+    req.all = all || stops_pod;
+    agent.signal_process(&req)?;
     Ok(())
 }
 
@@ -158,10 +176,41 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     let agent = agent(rt, &sb)
         .inspect_err(|e| log::warn!("delete {id}: {e}"))
         .ok();
-    if let Some(a) = &agent {
+    if rec.sandbox_id == id {
+        // The sandbox container takes the whole pod with it: members first, then the VM.
+        for member in sb.containers.iter().filter(|c| c.as_str() != id) {
+            match rt.store.load_container(member) {
+                Ok(m) => {
+                    teardown_one(agent.as_ref(), &m);
+                    forget_one(rt, m);
+                }
+                Err(e) => log::warn!("delete {id}: member {member}: {e}"),
+            }
+        }
+        teardown_one(agent.as_ref(), &rec);
+        // The records go last: a delete that dies half-way can be run again.
+        stop_sandbox(rt, &sb, agent.as_ref());
+        forget_one(rt, rec);
+    } else {
+        teardown_one(agent.as_ref(), &rec);
+        forget_one(rt, rec);
+        let mut sb = sb;
+        sb.containers.retain(|c| c != id);
+        rt.store.save_sandbox(&sb)?;
+    }
+    log::info!("container {id}: deleted");
+    Ok(())
+}
+
+/// Stops one container of a sandbox whose lock the caller holds exclusively: its processes
+/// (killed if still running), its guest side, its shim, its shared rootfs.
+fn teardown_one(agent: Option<&AgentClient>, rec: &ContainerRecord) {
+    let id = rec.id.clone();
+    let status = effective_status(rec);
+    if let Some(a) = agent {
         if status != Status::Stopped {
             let mut req = msg::SignalProcessRequest::new();
-            req.container_id = id.into();
+            req.container_id = id.clone();
             req.signal = libc::SIGKILL as u32;
             req.all = true;
             if let Err(e) = a.signal_process(&req) {
@@ -169,31 +218,33 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
             }
         }
         let mut req = msg::RemoveContainerRequest::new();
-        req.container_id = id.into();
+        req.container_id = id.clone();
         req.timeout = 5;
         if let Err(e) = a.remove_container(&req) {
             log::warn!("delete {id}: {e}");
         }
     }
-    if let Some(shim) = rec.shim {
+    if let Some(shim) = &rec.shim {
         // The shim exits once its process has; if the VM is gone it may be stuck.
-        if !procs::wait_gone(&shim, Duration::from_secs(3)) {
-            procs::stop_process(&shim, Duration::from_secs(1));
+        if !procs::wait_gone(shim, Duration::from_secs(3)) {
+            procs::stop_process(shim, Duration::from_secs(1));
         }
     }
     share::unshare_container(&rec.rootfs_mount);
-    if rec.sandbox_id == id {
-        stop_sandbox(rt, &sb, agent.as_ref());
-    }
+}
+
+/// Removes a torn-down container's record, then runs its poststop hooks.
+fn forget_one(rt: &Runtime, rec: ContainerRecord) {
+    let id = rec.id.clone();
     let hooks = bundle_hooks(&rec);
     let mut final_state = to_state(rec);
     final_state.status = Status::Stopped.to_string();
-    rt.store.remove(id)?;
+    if let Err(e) = rt.store.remove(&id) {
+        log::warn!("delete {id}: {e}");
+    }
     if let Err(e) = crate::hooks::run(hooks.as_ref(), crate::hooks::Stage::Poststop, &final_state) {
         log::warn!("container {id}: {e}");
     }
-    log::info!("container {id}: deleted");
-    Ok(())
 }
 
 /// Tears the sandbox's VM down: agent, QEMU, proxy, folders.

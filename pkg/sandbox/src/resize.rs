@@ -1,6 +1,6 @@
-//! `update` grows the VM along with the container's limits, as Kata 1.x did: a CPU quota of
-//! Q/P asks for ceil(Q/P) vCPUs on top of the sandbox's default ones, a memory limit of L for
-//! L on top of the default memory. vCPUs and DIMMs are hot-plugged over QMP (up to
+//! The VM grows along with its containers' limits, as Kata 1.x did: a CPU quota of Q/P asks
+//! for ceil(Q/P) vCPUs, a memory limit of L for L MiB more memory — on top of the sandbox's
+//! defaults for `update`, on top of the VM's current size for a pod member joining it. vCPUs and DIMMs are hot-plugged over QMP (up to
 //! `default_maxvcpus` / `default_maxmemory`), then the agent brings them online. Limits are
 //! enforced by the guest cgroup either way, so a VM that cannot grow only logs a warning.
 //! The VM never shrinks.
@@ -29,29 +29,49 @@ pub fn host_memory_mib() -> u32 {
         .unwrap_or(0)
 }
 
-/// The vCPUs and memory (MiB) the sandbox should have for these limits; None when the
-/// resources do not ask for more than the defaults.
-fn wanted(rt: &Runtime, r: &LinuxResources) -> (Option<u32>, Option<u64>) {
-    let q = &rt.config.hypervisor.qemu;
+/// The vCPUs and memory (MiB) these limits ask for; None where they set none.
+fn asked(r: &LinuxResources) -> (Option<u32>, Option<u64>) {
     let cpus = r.cpu().as_ref().and_then(|c| {
         let quota = u64::try_from(c.quota()?).ok().filter(|q| *q > 0)?;
         let period = c.period().filter(|p| *p > 0)?;
-        let extra = u32::try_from(quota.div_ceil(period)).unwrap_or(u32::MAX);
-        Some(q.default_vcpus.saturating_add(extra))
+        Some(u32::try_from(quota.div_ceil(period)).unwrap_or(u32::MAX))
     });
     let memory = r.memory().as_ref().and_then(|m| {
         let limit = u64::try_from(m.limit()?).ok().filter(|l| *l > 0)?;
-        Some(u64::from(q.default_memory) + limit.div_ceil(1 << 20))
+        Some(limit.div_ceil(1 << 20))
     });
     (cpus, memory)
 }
 
+/// How the wanted size is computed: from the configured defaults, or from the VM's size now.
+#[derive(Clone, Copy)]
+enum Base {
+    Defaults,
+    Current,
+}
+
+/// `update` of a container: the VM should have the defaults plus what the limits ask.
 pub fn grow_for(rt: &Runtime, sandbox_id: &str, agent: &AgentClient, r: &LinuxResources) {
-    let (cpus, memory) = wanted(rt, r);
+    grow_and_online(rt, sandbox_id, agent, r, Base::Defaults);
+}
+
+/// A member joining a pod: the VM grows by what its limits ask.
+pub fn grow_for_member(rt: &Runtime, sandbox_id: &str, agent: &AgentClient, r: &LinuxResources) {
+    grow_and_online(rt, sandbox_id, agent, r, Base::Current);
+}
+
+fn grow_and_online(
+    rt: &Runtime,
+    sandbox_id: &str,
+    agent: &AgentClient,
+    r: &LinuxResources,
+    base: Base,
+) {
+    let (cpus, memory) = asked(r);
     if cpus.is_none() && memory.is_none() {
         return;
     }
-    match grow(rt, sandbox_id, cpus, memory) {
+    match grow(rt, sandbox_id, cpus, memory, base) {
         Ok((0, false)) => {}
         Ok((added_cpus, added_memory)) => {
             let mut req = msg::OnlineCPUMemRequest::new();
@@ -72,7 +92,9 @@ fn grow(
     sandbox_id: &str,
     cpus: Option<u32>,
     memory: Option<u64>,
+    base: Base,
 ) -> Result<(u32, bool), String> {
+    let q = &rt.config.hypervisor.qemu;
     let sb = rt
         .store
         .load_sandbox(sandbox_id)
@@ -84,17 +106,25 @@ fn grow(
         .map_err(|e| e.to_string())?;
     let mut added_cpus = 0u32;
     let mut added_memory = false;
-    if let Some(want) = cpus {
+    if let Some(extra) = cpus {
         let before = resize::vcpus(&mut qmp).map_err(|e| e.to_string())?;
+        let want = match base {
+            Base::Defaults => q.default_vcpus,
+            Base::Current => before,
+        }
+        .saturating_add(extra);
         if want > before {
             let after = resize::plug_vcpus(&mut qmp, want).map_err(|e| e.to_string())?;
             log::info!("sandbox {sandbox_id}: vCPUs {before} -> {after} (wanted {want})");
             added_cpus = after.saturating_sub(before);
         }
     }
-    if let Some(want) = memory {
-        let q = &rt.config.hypervisor.qemu;
+    if let Some(extra) = memory {
         let before = resize::memory_mib(&mut qmp).map_err(|e| e.to_string())?;
+        let want = match base {
+            Base::Defaults => u64::from(q.default_memory),
+            Base::Current => before,
+        } + extra;
         let max = match q.default_maxmemory {
             0 => u64::from(host_memory_mib()),
             n => u64::from(n),
