@@ -15,9 +15,20 @@ use std::time::{Duration, Instant};
 /// Exit statuses by pid, in the shell's convention: the code, or 128+N after signal N.
 #[derive(Default)]
 pub struct Reaper {
-    exits: Mutex<HashMap<i32, i32>>,
+    exits: Mutex<HashMap<i32, Exit>>,
     changed: Condvar,
 }
+
+/// A recorded exit; `forgotten` once its owner is done with it. A forgotten status lingers for
+/// `FORGET_GRACE` so that waiters woken by the same exit still find it (a remove that waits
+/// and forgets must not strand a shim's WaitProcess), then goes so the pid can be reused.
+#[derive(Clone, Copy)]
+struct Exit {
+    code: i32,
+    forgotten: Option<Instant>,
+}
+
+const FORGET_GRACE: Duration = Duration::from_secs(10);
 
 /// How many unclaimed statuses (orphans nobody waits for) to keep before pruning.
 const MAX_UNCLAIMED: usize = 4096;
@@ -77,17 +88,24 @@ impl Reaper {
     pub fn record(&self, pid: i32, code: i32) {
         log::debug!("reaped pid {pid}: status {code}");
         if let Ok(mut exits) = self.exits.lock() {
+            prune(&mut exits);
             if exits.len() >= MAX_UNCLAIMED {
                 exits.clear();
             }
-            exits.insert(pid, code);
+            exits.insert(
+                pid,
+                Exit {
+                    code,
+                    forgotten: None,
+                },
+            );
         }
         self.changed.notify_all();
     }
 
     /// The exit status of `pid` if it has exited, without waiting.
     pub fn try_status(&self, pid: i32) -> Option<i32> {
-        self.exits.lock().ok()?.get(&pid).copied()
+        self.exits.lock().ok()?.get(&pid).map(|e| e.code)
     }
 
     /// Waits until `pid` has exited; `None` when `timeout` passed first.
@@ -95,8 +113,8 @@ impl Reaper {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut exits = self.exits.lock().ok()?;
         loop {
-            if let Some(code) = exits.get(&pid) {
-                return Some(*code);
+            if let Some(exit) = exits.get(&pid) {
+                return Some(exit.code);
             }
             exits = match deadline {
                 None => self.changed.wait(exits).ok()?,
@@ -108,12 +126,20 @@ impl Reaper {
         }
     }
 
-    /// Forgets a status once its process record is gone, so the pid can be reused.
+    /// Forgets a status once its process record is gone, so the pid can be reused (after a
+    /// grace period: see `Exit`).
     pub fn forget(&self, pid: i32) {
         if let Ok(mut exits) = self.exits.lock() {
-            exits.remove(&pid);
+            if let Some(e) = exits.get_mut(&pid) {
+                e.forgotten.get_or_insert_with(Instant::now);
+            }
+            prune(&mut exits);
         }
     }
+}
+
+fn prune(exits: &mut HashMap<i32, Exit>) {
+    exits.retain(|_, e| e.forgotten.is_none_or(|t| t.elapsed() < FORGET_GRACE));
 }
 
 #[cfg(test)]
@@ -129,7 +155,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         reaper.record(42, 137);
         assert_eq!(t.join().unwrap(), Some(137));
+        // A waiter racing with the owner's forget still gets the status.
         reaper.forget(42);
-        assert_eq!(reaper.try_status(42), None);
+        assert_eq!(reaper.wait(42, Some(Duration::from_millis(10))), Some(137));
     }
 }
