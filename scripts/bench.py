@@ -94,6 +94,62 @@ def bench_runc_exec(work, bundle):
     return times
 
 
+def annotate(bundle, annotations):
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec["annotations"] = annotations
+    with open(path, "w") as f:
+        json.dump(spec, f)
+
+
+def rss_mib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def bench_pod(env, work):
+    """Adding a member (create+start of `true`) to a running pod sandbox, and what one
+    member costs on the host: its kata-shim's RSS."""
+    mk = os.path.join(TOP, "scripts/make-busybox-bundle.sh")
+    sandbox, member, sleeper = (os.path.join(work, n) for n in ("pod-sb", "pod-true", "pod-sleep"))
+    subprocess.run([mk, sandbox, "sleep", "1000"], check=True)
+    subprocess.run([mk, member, "true"], check=True)
+    subprocess.run([mk, sleeper, "sleep", "1000"], check=True)
+    key, sid = "io.kubernetes.cri.container-type", "io.kubernetes.cri.sandbox-id"
+    annotate(sandbox, {key: "sandbox", sid: "podb"})
+    for b in (member, sleeper):
+        annotate(b, {key: "container", sid: "podb"})
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times, rss = [], None
+    try:
+        if runtime(env, "create", "--bundle", sandbox, "podb", **quiet).returncode:
+            return [], None
+        runtime(env, "start", "podb", **quiet)
+        for i in range(N * 2):
+            cid = "podm%d" % i
+            t0 = time.monotonic()
+            ok = runtime(env, "create", "--bundle", member, cid, **quiet).returncode == 0
+            ok = ok and runtime(env, "start", cid, **quiet).returncode == 0
+            if ok:
+                times.append(time.monotonic() - t0)
+            runtime(env, "delete", "--force", cid, **quiet)
+        pid_file = os.path.join(work, "member.pid")
+        if runtime(env, "create", "--bundle", sleeper, "--pid-file", pid_file, "podrss", **quiet).returncode == 0:
+            runtime(env, "start", "podrss", **quiet)
+            time.sleep(1)
+            rss = rss_mib(int(open(pid_file).read()))
+    finally:
+        runtime(env, "delete", "--force", "podb", **quiet)
+    return times, rss
+
+
 def bench_many(env, bundle):
     """state and list with MANY created containers (one VM each): they read records only."""
     ids = ["m%02d" % i for i in range(MANY)]
@@ -175,6 +231,7 @@ def main():
         runtime(env, "delete", "--force", "rss")
 
     runc_exec = bench_runc_exec(work, sleeper)
+    member_add, member_rss = bench_pod(env, work)
     state20, list20 = bench_many(env, sleeper)
 
     results = {"floor_s": stats(floor) if floor else None,
@@ -184,6 +241,8 @@ def main():
                "state_s": stats(state_t) if state_t else None,
                "list_s": stats(list_t) if list_t else None,
                "runc_exec_true_s": stats(runc_exec) if runc_exec else None,
+               "pod_member_add_s": stats(member_add) if member_add else None,
+               "pod_member_shim_rss_mib": member_rss,
                "state_20_s": stats(state20) if state20 else None,
                "list_20_s": stats(list20) if list20 else None,
                "rss_mib": rss}
@@ -196,6 +255,7 @@ def main():
                                  ("state_s", "kata-runtime state (1 container)", False),
                                  ("list_s", "kata-runtime list (1 container)", False),
                                  ("runc_exec_true_s", "runc exec true (reference)", False),
+                                 ("pod_member_add_s", "pod member create+start true", False),
                                  ("state_20_s", "kata-runtime state (%d containers)" % MANY, False),
                                  ("list_20_s", "kata-runtime list (%d containers)" % MANY, False)]:
         s = results[key]
@@ -209,6 +269,8 @@ def main():
               results["exec_true_s"]["median"] / results["runc_exec_true_s"]["median"]))
     elif not runc_exec:
         print("%-34s   (runc not installed)" % "runc exec true (reference)")
+    if member_rss is not None:
+        print("%-34s %8.1f MiB   (target <= 2 MiB)" % ("RSS added per pod member (shim)", member_rss))
     for name, mib in sorted(rss.items()):
         print("%-34s %8.1f MiB" % ("RSS " + name, mib))
     with open(os.path.join(OUT, "results.json"), "w") as f:

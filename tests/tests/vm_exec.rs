@@ -90,11 +90,17 @@ fn vm_exec_runs_in_the_containers_namespaces() {
     let out = env.run(&["list", "-q"], b"", T);
     assert_eq!(out.stdout_str(), "box\n");
 
-    // Bad exec input: unknown container, invalid process file, missing command.
+    // Bad exec input: unknown container, missing or invalid process file, missing command,
+    // unknown capability.
+    let bad_process = env.path().join("bad-process.json");
+    std::fs::write(&bad_process, br#"{"args": "not a list""#).unwrap();
+    let bad_process = bad_process.to_str().unwrap();
     for args in [
         vec!["exec", "nosuch", "true"],
         vec!["exec", "--process", "/nonexistent.json", "box"],
+        vec!["exec", "--process", bad_process, "box"],
         vec!["exec", "box"],
+        vec!["exec", "--cap", "CAP_NOPE", "box", "true"],
     ] {
         let out = env.run(&args, b"", T);
         assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr);

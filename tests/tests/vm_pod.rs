@@ -102,14 +102,30 @@ fn pod_of_four(keys: Keys) {
     let sb = sandbox_bundle(&env, keys, "pod");
     ok(&env, &["create", "--bundle", sb.to_str().unwrap(), "pod"]);
     ok(&env, &["start", "pod"]);
+    let mem_total = || -> u64 {
+        let text = ok(&env, &["exec", "pod", "grep", "MemTotal", "/proc/meminfo"]);
+        text.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let mem_before = mem_total();
     let members = ["m1", "m2", "m3"];
     for m in members {
         let b = member_bundle(&env, keys, "pod", m, &shared);
+        if m == "m3" {
+            // A member's limits grow the pod's VM (memory hot-plug).
+            edit_spec(&b, |s| {
+                s["linux"]["resources"] = json!({"memory": {"limit": 128 << 20}});
+            });
+        }
         ok(&env, &["create", "--bundle", b.to_str().unwrap(), m]);
         ok(&env, &["start", m]);
         assert_eq!(status(&env, m), "running");
     }
     assert_eq!(qemus(&env), 1, "a pod is one VM");
+    let mem_after = mem_total();
+    assert!(
+        mem_after >= mem_before + 100 * 1024,
+        "a 128 MiB member grows the VM: {mem_before} -> {mem_after} KiB"
+    );
 
     // One kernel: the same boot id everywhere.
     let boot_id = |id: &str| {
