@@ -17,6 +17,9 @@ use std::time::Duration;
 /// Where the agent keeps each container's spec (inside the guest).
 pub const CONTAINERS_DIR: &str = "/run/kata-agent/containers";
 
+/// The container's seccomp profile alone, next to its spec, for the exec helper.
+pub const SECCOMP_FILE: &str = "seccomp.json";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("container {0} already exists")]
@@ -176,6 +179,7 @@ impl Containers {
             source,
         })?;
         let terminal = process.terminal().unwrap_or(false);
+        let began = std::time::Instant::now();
         let spawned = spawn::spawn_container_exec(c.init.pid, &path, terminal);
         let Spawned {
             pid: helper,
@@ -197,7 +201,9 @@ impl Containers {
         } else {
             None
         };
+        let spawned_at = began.elapsed();
         let report = read_to_end_string(&mut status);
+        let execd_at = began.elapsed();
         reaper.wait(helper.as_raw(), Some(Duration::from_secs(10)));
         reaper.forget(helper.as_raw());
         let _ = std::fs::remove_file(&path);
@@ -222,7 +228,10 @@ impl Containers {
         if let Ok(mut execs) = c.execs.lock() {
             execs.insert(exec_id.into(), process);
         }
-        log::info!("container {id}: exec {exec_id} started, pid {pid}");
+        log::info!(
+            "container {id}: exec {exec_id} started, pid {pid} (clone {spawned_at:?}, exec'd {execd_at:?}, total {:?})",
+            began.elapsed()
+        );
         Ok(())
     }
 
@@ -263,7 +272,16 @@ impl Containers {
         };
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         std::fs::write(&spec_path, spec_json).map_err(io_err(&spec_path))?;
+        if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            let path = dir.join(SECCOMP_FILE);
+            let bytes = serde_json::to_vec(seccomp).map_err(|e| Error::Spec {
+                id: id.into(),
+                reason: format!("seccomp: {e}"),
+            })?;
+            std::fs::write(&path, bytes).map_err(io_err(&path))?;
+        }
 
+        let began = std::time::Instant::now();
         let plan = crate::namespaces::plan(&spec);
         let Spawned {
             pid,
@@ -307,7 +325,8 @@ impl Containers {
             }
         }
         // Let the child exec the setup helper (see spawn_container_init).
-        let _ = start.write_all(b"G");
+        let _ = start.write_all(&[spawn::GO]);
+        let released_at = began.elapsed();
         // The helper sends the pty master (if any) before it says it is ready.
         let tty = if terminal {
             receive_console(&console)
@@ -341,7 +360,10 @@ impl Containers {
         if let Ok(mut table) = self.table.lock() {
             table.insert(id.into(), container);
         }
-        log::info!("container {id}: created, init pid {pid}");
+        log::info!(
+            "container {id}: created, init pid {pid} (helper released {released_at:?}, ready {:?})",
+            began.elapsed()
+        );
         Ok(())
     }
 
@@ -458,7 +480,12 @@ impl Containers {
     }
 
     pub fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), Error> {
-        let p = self.process(id, exec_id)?;
+        let p = match self.process(id, exec_id) {
+            Ok(p) => p,
+            // An exec already waited for and gone: its stdin is closed already.
+            Err(Error::ProcessNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if let Ok(mut guard) = p.stdin.lock() {
             guard.take();
         }

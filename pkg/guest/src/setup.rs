@@ -92,6 +92,16 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
     let root = spec.root().as_ref().ok_or(Error::Missing("root"))?;
     let rootfs = root.path().clone();
     let plan = crate::namespaces::plan(&spec);
+    if !crate::spawn::gate_before_exec(plan.clone_flags) {
+        // Our clone did not wait: wait here until the agent has put us in our cgroup.
+        // SAFETY: START_FD was placed for us by the spawner; the File is forgotten, not closed.
+        let mut start =
+            std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(START_FD) });
+        let mut go = [0u8; 1];
+        if !matches!(start.read(&mut go), Ok(1) if go[0] == crate::spawn::GO) {
+            std::process::exit(1);
+        }
+    }
     for (flag, path) in plan
         .join
         .iter()

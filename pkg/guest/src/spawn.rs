@@ -49,9 +49,11 @@ fn cstring(s: &str) -> Result<CString, Error> {
 /// Clones a child in the given new namespaces that execs
 /// `/proc/self/exe __container-init <spec_path>`.
 ///
-/// The child waits for one byte on its start pipe before it execs: the agent first writes the
-/// user namespace's id maps (an exec before them would drop every capability) and moves it
-/// into the container's cgroup, then lets it go with `Spawned::start`.
+/// The child waits for one byte on its start pipe (`GO`) while the agent writes the user
+/// namespace's id maps and moves it into the container's cgroup. With a user namespace it must
+/// wait before it execs (an exec before the maps would drop every capability), so it gets a
+/// copy of our memory; without one the setup helper waits for the byte itself, first thing,
+/// and the clone can share our memory until the exec (much cheaper under TCG).
 ///
 /// With `join_pid`, the child starts in that existing pid namespace (a pod member sharing its
 /// sandbox's): this thread's pid namespace for children is switched around the clone.
@@ -65,8 +67,9 @@ pub fn spawn_container_init(
         .to_str()
         .ok_or_else(|| Error::Nul(spec_path.display().to_string()))?;
     let args = [crate::CONTAINER_INIT_ARG, spec];
+    let gated = gate_before_exec(flags);
     let Some(target) = join_pid else {
-        return spawn_helper(&args, flags, terminal, true);
+        return spawn_helper(&args, flags, terminal, gated);
     };
     let open = |p: &Path| File::open(p).map_err(|e| Error::JoinPid(p.display().to_string(), e));
     // Per thread: other threads of the agent keep spawning into the agent's own namespace.
@@ -74,7 +77,7 @@ pub fn spawn_container_init(
     let target_ns = open(target)?;
     nix::sched::setns(&target_ns, CloneFlags::CLONE_NEWPID)
         .map_err(|e| Error::JoinPid(target.display().to_string(), e.into()))?;
-    let spawned = spawn_helper(&args, flags - CloneFlags::CLONE_NEWPID, terminal, true);
+    let spawned = spawn_helper(&args, flags - CloneFlags::CLONE_NEWPID, terminal, gated);
     if let Err(e) = nix::sched::setns(&own, CloneFlags::CLONE_NEWPID) {
         // This thread would go on spawning into the sandbox's namespace: unrecoverable.
         log::error!("restoring the agent's pid namespace: {e}");
@@ -82,6 +85,14 @@ pub fn spawn_container_init(
     }
     spawned
 }
+
+/// Whether the init's clone waits for `GO` before exec (else the setup helper waits for it).
+pub fn gate_before_exec(flags: CloneFlags) -> bool {
+    flags.contains(CloneFlags::CLONE_NEWUSER)
+}
+
+/// The byte that lets a container's init proceed once its maps and cgroup are in place.
+pub const GO: u8 = b'G';
 
 /// Clones a child that execs `/proc/self/exe __container-exec <init pid> <process_path>`
 /// (it joins the container's namespaces itself).
@@ -214,8 +225,16 @@ fn spawn_helper(
         }
     };
     let mut stack = vec![0u8; 256 * 1024];
-    // SAFETY: the child runs only the closure above (async-signal-safe calls) on its own copy
-    // of the address space (no CLONE_VM), then execs.
+    // An ungated child execs right away: share our memory until it does (vfork, as
+    // posix_spawn does) instead of copying the agent's page tables, which costs tens of
+    // milliseconds under TCG. A gated child waits for us, so it needs its own copy.
+    let flags = if gated {
+        flags
+    } else {
+        flags | CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK
+    };
+    // SAFETY: the child runs only the closure above (async-signal-safe calls on its own stack
+    // and fd table, no allocation), then execs; with CLONE_VM we are suspended until then.
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(Error::Clone)?;
     // Our copies of the child's ends close here, so EOFs propagate.
