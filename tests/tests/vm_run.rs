@@ -118,6 +118,10 @@ fn vm_process_and_linux_spec_fields_apply_in_the_guest() {
     spec["linux"]["sysctl"] = serde_json::json!({"kernel.msgmax": "4321"});
     spec["process"]["rlimits"] =
         serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 2000}]);
+    // Host-only settings: ignored with a warning in a VM, never an error.
+    spec["process"]["apparmorProfile"] = serde_json::json!("docker-default");
+    spec["process"]["selinuxLabel"] = serde_json::json!("system_u:system_r:container_t:s0");
+    spec["linux"]["resources"] = serde_json::json!({"cpu": {"cpus": "5-7", "mems": "3"}});
     std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "caps"], b"", T);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);

@@ -120,9 +120,38 @@ fn vm_console_socket_for_create_and_exec() {
         "exec -t has no terminal: {seen:?}"
     );
 
+    // process.consoleSize sizes a new terminal from the start (--process form, as CRI-O).
+    let process = env.path().join("sized.json");
+    std::fs::write(
+        &process,
+        r#"{"terminal":true,"consoleSize":{"height":21,"width":77},"args":["sh","-c","stty size; sleep 2"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0}}"#,
+    )
+    .unwrap();
+    let console3 = ConsoleSocket::bind(env.path().join("console3.sock"));
+    let mut exec = env.cmd(&[
+        "exec",
+        "-d",
+        "--console-socket",
+        console3.path.to_str().unwrap(),
+        "--process",
+        process.to_str().unwrap(),
+        "tty",
+    ]);
+    exec.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = exec.spawn().unwrap();
+    let master3 = console3.receive();
+    assert!(
+        e2e_tests::wait_timeout(&mut child, T).success(),
+        "exec --process with a terminal failed"
+    );
+    let seen = read_until(&master3, "21 77", Duration::from_secs(30));
+    assert!(seen.contains("21 77"), "consoleSize not applied: {seen:?}");
+
     let out = env.run(&["delete", "--force", "tty"], b"", T);
     assert_eq!(out.code(), 0, "delete: {}", out.stderr);
-    drop((master, master2));
+    drop((master, master2, master3));
     env.assert_clean();
 }
 

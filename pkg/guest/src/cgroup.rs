@@ -90,7 +90,7 @@ pub fn remove(id: &str) {
 }
 
 /// Controllers the containers' cgroups get, enabled once at agent start.
-const CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
+const CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "memory", "pids", "io"];
 
 /// Enables the controllers for `kata/` and its children (each on its own: a kernel without
 /// one must not cost the others).
@@ -140,6 +140,17 @@ pub fn apply_resources(id: &str, r: &oci_spec::runtime::LinuxResources) -> Resul
             let quota = c.quota().map(limit).unwrap_or_else(|| "max".into());
             let period = c.period().unwrap_or(100_000);
             write(id, "cpu.max", &format!("{quota} {period}"))?;
+        }
+        // CPU and memory node numbers are the host's; the VM has its own (fewer) ones. Where
+        // they do not exist in the guest the setting is dropped with a warning, as Kata did.
+        for (file, value) in [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())] {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                if let Err(e) = write(id, file, v) {
+                    log::warn!(
+                        "container {id}: {file} {v} does not apply in the VM: ignored ({e})"
+                    );
+                }
+            }
         }
         if let Some(shares) = c.shares() {
             // The conversion runc and crun use from v1 shares to v2 weight.

@@ -36,6 +36,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let bundle = Bundle::load(opts.bundle)?;
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
     let kind = oci::container_type(Some(&annotations))?;
+    warn_ignored_fields(id, &bundle.spec);
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     crate::console::check(terminal, opts.console_socket, opts.foreground)?;
@@ -193,6 +194,31 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let _ = state_dir;
     log::info!("container {id}: created in {:?}", started.elapsed());
     Ok(Created { shim })
+}
+
+/// Host security labels mean nothing inside the VM, whose kernel is the boundary: ignored,
+/// with a warning, never an error (as Kata 1.x).
+fn warn_ignored_fields(id: &str, spec: &oci_spec::runtime::Spec) {
+    let process = spec.process().as_ref();
+    let fields = [
+        (
+            "process.apparmorProfile",
+            process.and_then(|p| p.apparmor_profile().clone()),
+        ),
+        (
+            "process.selinuxLabel",
+            process.and_then(|p| p.selinux_label().clone()),
+        ),
+        (
+            "linux.mountLabel",
+            spec.linux().as_ref().and_then(|l| l.mount_label().clone()),
+        ),
+    ];
+    for (field, value) in fields {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            log::warn!("container {id}: {field} {v:?} does not apply inside a VM: ignored");
+        }
+    }
 }
 
 /// The sandbox a container is being added to.
