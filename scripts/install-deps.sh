@@ -12,6 +12,7 @@ have_pkg busybox-static || need+=(busybox-static)
 have_cmd dpkg-deb || need+=(dpkg)
 have_cmd cpio || need+=(cpio)
 have_cmd runc || need+=(runc)   # the conformance runner compares against it
+have_cmd ip || need+=(iproute2)  # pkg/network's tests set up namespaces, veths and tc
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
