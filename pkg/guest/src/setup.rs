@@ -38,8 +38,12 @@ pub enum Error {
     Mount(#[from] mounts::Error),
     #[error("{what}: {errno}")]
     Sys { what: String, errno: nix::Error },
-    #[error("executable file not found in $PATH: {0}")]
+    #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
+    /// runc's wording, which callers map to exit codes (podman: 127 for "no such file or
+    /// directory", 126 for "permission denied").
+    #[error("exec: {name:?}: {reason}")]
+    Exec { name: String, reason: String },
     #[error("argument contains a NUL byte: {0:?}")]
     Nul(String),
     #[error("invalid {0}")]
@@ -208,7 +212,9 @@ fn run(spec_path: &Path, status: &mut std::fs::File) -> Result<Never, Error> {
 pub struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
-    exe: String,
+    /// Resolved and checked while preparing, so a missing command fails create (as runc's
+    /// create does), not start.
+    exe: CString,
     /// A seccomp filter still to install: with no_new_privileges it goes in right before the
     /// exec, so the profile constrains as few of our own syscalls as possible (as runc does).
     late_seccomp: Option<crate::seccomp::Filter>,
@@ -230,10 +236,7 @@ impl Prepared {
                 return Error::Hook(e);
             }
         }
-        let exe = match resolve_executable(&self.exe, &self.envp) {
-            Ok(e) => e,
-            Err(e) => return e,
-        };
+        let exe = self.exe;
         let errno = nix::unistd::execve(&exe, &self.argv, &self.envp)
             .err()
             .unwrap_or(nix::Error::UnknownErrno);
@@ -299,6 +302,8 @@ pub fn prepare_process(
             });
         }
     }
+    // As the process itself (user, groups, cwd, capabilities in place).
+    let exe = resolve_executable(&exe, &envp)?;
     Ok(Prepared {
         argv,
         envp,
@@ -679,11 +684,30 @@ fn prepare_exec(process: &Process) -> Result<ExecParts, Error> {
     Ok((argv, envp, first))
 }
 
+/// What runc's create checks of an explicit path: it exists, is not a folder, may be executed.
+fn check_executable(path: &Path, name: &str) -> Result<(), Error> {
+    let fail = |reason: String| Error::Exec {
+        name: name.to_string(),
+        reason,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(format!(
+            "stat {}: no such file or directory",
+            path.display()
+        ))),
+        Err(e) => Err(fail(format!("stat {}: {e}", path.display()))),
+        Ok(m) if m.is_dir() => Err(fail("is a directory".into())),
+        Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+            .map_err(|_| fail("permission denied".into())),
+    }
+}
+
 /// execvpe semantics with the container's own PATH (not the agent's).
 fn resolve_executable(name: &str, envp: &[CString]) -> Result<CString, Error> {
     let to_c =
         |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Nul(name.into()));
     if name.contains('/') {
+        check_executable(Path::new(name), name)?;
         return to_c(Path::new(name));
     }
     let path_var = envp
