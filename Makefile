@@ -15,7 +15,7 @@ KERNEL_CACHE:= build/cache
 PREFIX      ?= /usr/local
 TEST_THREADS?= 2
 
-.PHONY: all deps build guest demo test unit-test vm-test conformance bench install protocols clean
+.PHONY: all deps build guest demo test unit-test vm-test conformance integration bench install protocols clean
 
 all: build guest
 
@@ -36,8 +36,14 @@ demo: guest
 
 # Unit tests anywhere, then the end-to-end tests with real VMs (limited parallelism: 2 cores).
 test: guest
-	$(CARGO) test $(CARGO_FLAGS) --workspace --exclude e2e-tests
+	$(CARGO) test $(CARGO_FLAGS) --workspace --exclude e2e-tests --exclude integration-tests
 	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test $(CARGO_FLAGS) -p integration-tests -- --test-threads=1
+
+# The tests with real callers alone: containerd (v1 runtime, containerd-shim) and podman +
+# conmon drive kata-runtime; each test starts its caller with private folders. One at a time.
+integration: guest
+	$(CARGO) test $(CARGO_FLAGS) -p integration-tests -- --test-threads=1
 
 # The conformance runner alone: kata-spec-checker inside containers under kata-runtime and, when
 # installed, runc; prints the comparison table.

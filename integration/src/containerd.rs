@@ -1,0 +1,224 @@
+//! A containerd 1.6 of the test's own: its config, root, state and sockets in the test's
+//! folder, the CRI plugin (and the snapshotters that probe the host) off, kata-runtime as the
+//! v1 runtime behind containerd-shim, the busybox image imported. Nothing can be pulled: ctr
+//! `run` only uses images that are there.
+
+use crate::{run_cmd, Output, Workdir, IMAGE, T};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The runtime name `ctr run --runtime` selects.
+pub const V1: &str = "io.containerd.runtime.v1.linux";
+
+pub struct Containerd {
+    pub work: Workdir,
+    daemon: Option<Child>,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let work = Workdir::new("kic");
+        let d = work.path().join("containerd");
+        std::fs::create_dir_all(d.join("fifo")).expect("mkdir");
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+# No CRI yet (pods through it need networking); no snapshotter that probes the host.
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+[plugins."io.containerd.runtime.v1.linux"]
+  shim = "containerd-shim"
+  runtime = "{runtime}"
+  runtime_root = "{kata_root}"
+  shim_debug = true
+"#,
+            d = d.display(),
+            runtime = work.runtime().display(),
+            kata_root = work.kata_root().display(),
+        );
+        std::fs::write(d.join("config.toml"), config).expect("writing config.toml");
+        let log = std::fs::File::create(d.join("containerd.log")).expect("containerd.log");
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd (make deps installs it)");
+        let c = Containerd {
+            work,
+            daemon: Some(daemon),
+        };
+        let up = crate::poll(Duration::from_secs(30), || {
+            c.socket().exists() && c.ctr(&["version"]).code() == 0
+        });
+        assert!(up, "containerd did not come up within 30 s");
+        let tar = c.work.image_tar();
+        let out = c.ctr(&["images", "import", tar.to_str().expect("utf-8")]);
+        assert_eq!(out.code(), 0, "ctr images import: {}", out.stderr);
+        let out = c.ctr(&["images", "ls", "-q"]);
+        assert!(
+            out.stdout_str().lines().any(|l| l == IMAGE),
+            "{IMAGE} is not among the images after the import: {}",
+            out.stdout_str()
+        );
+        c
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.work.path().join("containerd")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir().join("containerd.sock")
+    }
+
+    /// `ctr --address <ours> <args>`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(self.socket()).args(args);
+        c
+    }
+
+    /// Runs ctr to completion (stdin empty, so a container reading it sees its end).
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        run_cmd(self.command(args), b"", T)
+    }
+
+    /// `ctr run --runtime io.containerd.runtime.v1.linux --fifo-dir <ours> <args>`.
+    pub fn run_command(&self, args: &[&str]) -> Command {
+        let fifo = self.dir().join("fifo");
+        let mut a = vec![
+            "run",
+            "--runtime",
+            V1,
+            "--fifo-dir",
+            fifo.to_str().expect("utf-8"),
+        ];
+        a.extend_from_slice(args);
+        self.command(&a)
+    }
+
+    /// `ctr task exec --fifo-dir <ours> <args>`.
+    pub fn exec_command(&self, args: &[&str]) -> Command {
+        let fifo = self.dir().join("fifo");
+        let mut a = vec!["task", "exec", "--fifo-dir", fifo.to_str().expect("utf-8")];
+        a.extend_from_slice(args);
+        self.command(&a)
+    }
+
+    /// The task's status as `ctr task ls` shows it (RUNNING, PAUSED, STOPPED...).
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ctr(&["task", "ls"]);
+        assert_eq!(out.code(), 0, "ctr task ls: {}", out.stderr);
+        out.stdout_str().lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f.last().unwrap_or(&"").to_string())
+        })
+    }
+
+    pub fn wait_task_status(&self, id: &str, want: &str, within: Duration) {
+        let mut last = None;
+        let ok = crate::poll(within, || {
+            last = self.task_status(id);
+            last.as_deref() == Some(want)
+        });
+        assert!(ok, "task {id} stayed {last:?}, wanted {want}");
+    }
+
+    /// The end of a test: no container or task is left in containerd, containerd stops, and
+    /// nothing of the test remains (processes, mounts, runtime state, VM and shared folders,
+    /// containerd's v1 task state).
+    pub fn finish(mut self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        assert!(
+            tasks.stdout_str().trim().is_empty(),
+            "tasks left: {}",
+            tasks.stdout_str()
+        );
+        let containers = self.ctr(&["containers", "ls", "-q"]);
+        assert!(
+            containers.stdout_str().trim().is_empty(),
+            "containers left: {}",
+            containers.stdout_str()
+        );
+        self.stop_daemon();
+        let w = &self.work;
+        self.work.assert_no_leaks(&[
+            w.kata_root().join("default"),
+            w.path().join("vm"),
+            w.path().join("shared"),
+            self.dir().join("state").join(V1).join("default"),
+        ]);
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s.
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.daemon.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let stopped = crate::poll(Duration::from_secs(15), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Containerd {
+    /// After a failure: containerd removes what it still has (its shims then exit and remove
+    /// their sockets), then whatever is left is force-deleted, killed and unmounted, and the
+    /// sockets of killed shims (in /run/containerd/s, named in containerd's log) removed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.work.dump_logs(&[self.dir().join("containerd.log")]);
+        }
+        if self.daemon.is_some() {
+            let short = Duration::from_secs(60);
+            let ids = |what: &str| run_cmd(self.command(&[what, "ls", "-q"]), b"", short);
+            for id in ids("tasks").stdout_str().lines() {
+                let _ = run_cmd(self.command(&["tasks", "rm", "-f", id]), b"", short);
+            }
+            for id in ids("containers").stdout_str().lines() {
+                let _ = run_cmd(self.command(&["containers", "rm", id]), b"", short);
+            }
+        }
+        self.stop_daemon();
+        self.work
+            .force_cleanup(&[self.work.kata_root().join("default")]);
+        let log = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("shim containerd-shim started"))
+        {
+            let socket = line
+                .split("address=\"unix://")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next());
+            if let Some(socket) = socket.filter(|s| s.starts_with("/run/containerd/s/")) {
+                let _ = std::fs::remove_file(socket);
+            }
+        }
+    }
+}
