@@ -30,9 +30,10 @@ const DOCKERSHIM: Keys = (
     "io.kubernetes.sandbox.id",
 );
 
-/// A `sleep` bundle annotated as the pod's sandbox.
+/// A `sleep` bundle annotated as the pod's sandbox (a distinct argument, so a member sharing
+/// its pid namespace can tell it from its own `sleep 1000`).
 fn sandbox_bundle(env: &Env, keys: Keys, id: &str) -> PathBuf {
-    let b = env.bundle(id, &["sleep", "1000"]);
+    let b = env.bundle(id, &["sleep", "999999"]);
     edit_spec(&b, |s| {
         s["annotations"] = json!({keys.0: keys.1, keys.3: id});
         s["hostname"] = json!("pod-host");
@@ -110,6 +111,12 @@ fn pod_of_four(keys: Keys) {
     let members = ["m1", "m2", "m3"];
     for m in members {
         let b = member_bundle(&env, keys, "pod", m, &shared);
+        if m == "m2" {
+            // Shares the sandbox's pid namespace (CRI's shareProcessNamespace gives a path).
+            edit_spec(&b, |s| {
+                s["linux"]["namespaces"][0] = json!({"type": "pid", "path": "/proc/4242/ns/pid"});
+            });
+        }
         if m == "m3" {
             // A member's limits grow the pod's VM (memory hot-plug).
             edit_spec(&b, |s| {
@@ -155,7 +162,12 @@ fn pod_of_four(keys: Keys) {
     assert!(ok(&env, &["exec", "m2", "ls", "/dev/mqueue"]).contains("q1"));
     assert!(ok(&env, &["exec", "pod", "ls", "/dev/mqueue"]).contains("q1"));
     assert_eq!(ok(&env, &["exec", "m3", "hostname"]), "pod-host\n");
-    // Each member keeps its own pid namespace (the spec asks for a new one).
+    // m2 shares the sandbox's pid namespace: its pid 1 is the sandbox's process.
+    assert_eq!(
+        ok(&env, &["exec", "m2", "cat", "/proc/1/cmdline"]),
+        "sleep\u{0}999999\u{0}"
+    );
+    // m3 has a pid namespace of its own (the spec asks for a new one).
     assert_eq!(
         ok(&env, &["exec", "m3", "cat", "/proc/1/cmdline"]),
         "sleep\u{0}1000\u{0}"
