@@ -3,51 +3,6 @@
 
 use oci_spec::runtime::{Capabilities, Process};
 
-/// Linux capability names by number.
-const NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapSets {
     pub bounding: u64,
@@ -58,7 +13,10 @@ pub struct CapSets {
 }
 
 pub fn number(name: &str) -> Option<u32> {
-    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
+    oci::CAPABILITY_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u32)
 }
 
 fn mask(set: Option<&Capabilities>) -> u64 {
@@ -89,7 +47,7 @@ fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(NAMES.len() as u32 - 1)
+        .unwrap_or(oci::CAPABILITY_NAMES.len() as u32 - 1)
 }
 
 /// Drops from the bounding set every capability not in it. Needs CAP_SETPCAP: before setuid.

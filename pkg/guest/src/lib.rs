@@ -9,7 +9,6 @@ pub mod cgroup;
 pub mod container;
 pub mod exec;
 pub mod fdpass;
-pub mod hooks;
 pub mod hotplug;
 pub mod init;
 pub mod mounts;

@@ -51,7 +51,7 @@ pub enum Error {
     #[error("seccomp: {0}")]
     Seccomp(crate::seccomp::Error),
     #[error("startContainer hook: {0}")]
-    Hook(crate::hooks::Error),
+    Hook(oci::HookError),
 }
 
 fn sys<T>(what: impl Into<String>, r: nix::Result<T>) -> Result<T, Error> {
@@ -232,7 +232,7 @@ impl Prepared {
             }
         }
         for hook in &self.start_hooks {
-            if let Err(e) = crate::hooks::run(hook, &self.hook_state) {
+            if let Err(e) = oci::run_hook(hook, self.hook_state.as_bytes()) {
                 return Error::Hook(e);
             }
         }

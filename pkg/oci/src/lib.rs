@@ -4,10 +4,14 @@
 
 mod annotations;
 mod bundle;
+mod caps;
+mod hook;
 mod id;
 
 pub use annotations::{container_type, is_pod_sandbox, ContainerType};
 pub use bundle::Bundle;
+pub use caps::CAPABILITY_NAMES;
+pub use hook::{run_hook, HookError};
 pub use id::validate_id;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,6 @@
 use crate::lifecycle::OciState;
 use crate::{Error, Result};
 use oci_spec::runtime::{Hook, Hooks};
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Stage {
@@ -45,48 +42,9 @@ pub fn run(hooks: Option<&Hooks>, stage: Stage, state: &OciState) -> Result<()> 
 }
 
 fn run_one(hook: &Hook, stage: Stage, state: &[u8]) -> Result<()> {
-    let fail = |reason: String| Error::Spawn {
+    oci::run_hook(hook, state).map_err(|e| Error::Spawn {
         component: "hook",
         path: hook.path().clone(),
-        reason: format!("{stage:?}: {reason}"),
-    };
-    let args = hook.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(hook.path());
-    if let Some(argv0) = args.first() {
-        use std::os::unix::process::CommandExt;
-        cmd.arg0(argv0);
-    }
-    cmd.args(args.iter().skip(1))
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state);
-    }
-    let timeout = hook
-        .timeout()
-        .filter(|t| *t > 0)
-        .map(|t| Duration::from_secs(t as u64))
-        .unwrap_or(Duration::from_secs(60));
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(fail(format!("exited with {status}"))),
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!("timed out after {timeout:?}")));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(fail(e.to_string())),
-        }
-    }
+        reason: format!("{stage:?}: {e}"),
+    })
 }

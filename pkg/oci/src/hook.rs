@@ -1,6 +1,7 @@
-//! Running an OCI hook from inside the container (startContainer hooks: their path is
-//! resolved in the container, and they run right before the workload is exec'd). The hook
-//! reads the container's state JSON on stdin; a non-zero exit or a timeout fails the start.
+//! Running one OCI hook as runc does: its args (argv[0] included) and env only, the
+//! container's state JSON on stdin, a non-zero exit or its timeout (default 60 s) is a failure.
+//! Used on the host (prestart, createRuntime, createContainer, poststart, poststop) and by the
+//! agent inside the container (startContainer).
 
 use oci_spec::runtime::Hook;
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum HookError {
     #[error("{path}: {source}")]
     Spawn {
         path: String,
@@ -25,7 +26,7 @@ pub enum Error {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(hook: &Hook, state: &str) -> Result<(), Error> {
+pub fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let args = hook.args().clone().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
@@ -43,13 +44,13 @@ pub fn run(hook: &Hook, state: &str) -> Result<(), Error> {
             cmd.env(k, v);
         }
     }
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+    let mut child = cmd.spawn().map_err(|source| HookError::Spawn {
         path: path.clone(),
         source,
     })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine.
-        let _ = stdin.write_all(state.as_bytes());
+        let _ = stdin.write_all(state);
     }
     let timeout = hook
         .timeout()
@@ -61,14 +62,14 @@ pub fn run(hook: &Hook, state: &str) -> Result<(), Error> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(Error::Failed { path, status }),
+            Ok(Some(status)) => return Err(HookError::Failed { path, status }),
             Ok(None) if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Error::Timeout { path, timeout });
+                return Err(HookError::Timeout { path, timeout });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(source) => return Err(Error::Spawn { path, source }),
+            Err(source) => return Err(HookError::Spawn { path, source }),
         }
     }
 }
