@@ -180,6 +180,12 @@ impl AgentClient {
         close_stdin(agent::CloseStdinRequest) -> agent::Empty, "CloseStdin", true;
         tty_win_resize(agent::TtyWinResizeRequest) -> agent::Empty, "TtyWinResize", true;
         online_cpu_mem(agent::OnlineCPUMemRequest) -> agent::Empty, "OnlineCPUMem", true;
+        /// Waits (in the guest, bounded) for the NIC with the interface's MAC to appear.
+        update_interface(agent::UpdateInterfaceRequest) -> agent::Interface, "UpdateInterface", true;
+        update_routes(agent::UpdateRoutesRequest) -> agent::Routes, "UpdateRoutes", true;
+        list_interfaces(agent::ListInterfacesRequest) -> agent::Interfaces, "ListInterfaces", true;
+        list_routes(agent::ListRoutesRequest) -> agent::Routes, "ListRoutes", true;
+        add_arp_neighbors(agent::AddARPNeighborsRequest) -> agent::Empty, "AddARPNeighbors", true;
         /// Blocks until the process exits.
         wait_process(agent::WaitProcessRequest) -> agent::WaitProcessResponse, "WaitProcess", false;
         /// Blocks while the process's stdin pipe is full.

@@ -150,6 +150,9 @@ pub struct RuntimeSection {
     pub vm_dir: PathBuf,
     /// Folder of the sandboxes' shared folders.
     pub shared_dir: PathBuf,
+    /// How the pod's interfaces reach the VM: `tcfilter` (default), `macvtap`, `bridged` or
+    /// `none` (Kata 1.x's names).
+    pub internetworking_model: String,
 }
 
 impl Default for RuntimeSection {
@@ -159,6 +162,7 @@ impl Default for RuntimeSection {
             sandbox_stop_timeout: 5,
             vm_dir: "/run/vc/vm".into(),
             shared_dir: "/run/kata-containers/shared/sandboxes".into(),
+            internetworking_model: "tcfilter".into(),
         }
     }
 }

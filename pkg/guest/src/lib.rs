@@ -13,6 +13,7 @@ pub mod hotplug;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
+pub mod net;
 pub mod reaper;
 pub mod seccomp;
 pub mod service;

@@ -252,6 +252,30 @@ impl AgentService for Agent {
         Ok(Empty::new())
     }
 
+    fn update_interface(
+        &self,
+        _: &TtrpcContext,
+        req: UpdateInterfaceRequest,
+    ) -> R<protocols::agent::Interface> {
+        crate::net::update_interface(&req)
+    }
+
+    fn update_routes(&self, _: &TtrpcContext, req: UpdateRoutesRequest) -> R<Routes> {
+        crate::net::update_routes(&req)
+    }
+
+    fn list_interfaces(&self, _: &TtrpcContext, _: ListInterfacesRequest) -> R<Interfaces> {
+        crate::net::list_interfaces()
+    }
+
+    fn list_routes(&self, _: &TtrpcContext, _: ListRoutesRequest) -> R<Routes> {
+        crate::net::list_routes()
+    }
+
+    fn add_arp_neighbors(&self, _: &TtrpcContext, req: AddARPNeighborsRequest) -> R<Empty> {
+        crate::net::add_neighbors(&req)
+    }
+
     fn get_guest_details(
         &self,
         _: &TtrpcContext,

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Accel, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG};
+use crate::config::{
+    Accel, NetBackend, NetDevice, SharedFs, VmConfig, FIRST_INHERITED_FD, SHARED_FS_MOUNT_TAG,
+};
 
 /// Kernel parameters every guest gets. Each one earns its place (measured under TCG):
 /// `cryptomgr.notests` saves ~0.4 s, `tsc=reliable no_timer_check` skip clocksource
@@ -39,6 +41,12 @@ pub enum CmdlineError {
     },
     #[error("sandbox {sandbox_id}: virtiofsd arguments requested but shared_fs is not virtio-fs")]
     NotVirtioFs { sandbox_id: String },
+    #[error("sandbox {sandbox_id}: network device {id}: bad {problem}")]
+    BadNetDevice {
+        sandbox_id: String,
+        id: String,
+        problem: String,
+    },
 }
 
 /// The guest kernel command line: base parameters, debug tweaks, then the extras.
@@ -124,8 +132,8 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     } else {
         push(&["-smp", &cfg.vcpus.to_string()]);
     }
-    if matches!(cfg.shared_fs, SharedFs::VirtioFs { .. }) {
-        // vhost-user-fs needs guest RAM that virtiofsd can map: a shared memfd
+    if cfg.needs_shared_memory() {
+        // vhost-user devices need guest RAM their backend can map: a shared memfd
         // backend covering all of RAM, attached through a NUMA node.
         push(&[
             "-object",
@@ -200,6 +208,13 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
         }
     }
 
+    let mut next_fd = FIRST_INHERITED_FD;
+    for dev in &cfg.net_devices {
+        for (opt, value) in net_device_args(cfg, dev, &mut next_fd)? {
+            push(&[opt, &value]);
+        }
+    }
+
     // Root ports only exist on PCIe machines (q35); on `pc` hot-plug uses the root bus.
     if cfg.machine_type.contains("q35") {
         for i in 1..=cfg.hotplug_root_ports {
@@ -216,6 +231,102 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     }
     push(&["-append", &kernel_params(cfg)]);
     Ok(a)
+}
+
+/// The QEMU options of one NIC at boot. `next_fd` numbers the inherited macvtap descriptors.
+fn net_device_args(
+    cfg: &VmConfig,
+    dev: &NetDevice,
+    next_fd: &mut i32,
+) -> Result<Vec<(&'static str, String)>, CmdlineError> {
+    let bad = |what: &str, value: &str| CmdlineError::BadNetDevice {
+        sandbox_id: cfg.sandbox_id.clone(),
+        id: dev.id.clone(),
+        problem: format!("{what} {value:?}"),
+    };
+    if dev.id.is_empty()
+        || !dev
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(bad("id", &dev.id));
+    }
+    if !matches!(dev.backend, NetBackend::Vfio { .. }) && !is_mac(&dev.mac) {
+        return Err(bad("MAC", &dev.mac));
+    }
+    let vhost = if cfg.vhost_net { "on" } else { "off" };
+    let id = &dev.id;
+    let nic = || {
+        format!(
+            "virtio-net-pci,netdev={id},mac={},id={}",
+            dev.mac,
+            dev.device_id()
+        )
+    };
+    Ok(match &dev.backend {
+        NetBackend::Tap { ifname } => {
+            if ifname.is_empty() || ifname.len() > 15 || ifname.contains([',', '/', '=']) {
+                return Err(bad("interface name", ifname));
+            }
+            vec![
+                (
+                    "-netdev",
+                    format!("tap,id={id},ifname={ifname},script=no,downscript=no,vhost={vhost}"),
+                ),
+                ("-device", nic()),
+            ]
+        }
+        NetBackend::Macvtap { .. } => {
+            let fd = *next_fd;
+            *next_fd += 1;
+            vec![
+                ("-netdev", format!("tap,id={id},fd={fd},vhost={vhost}")),
+                ("-device", nic()),
+            ]
+        }
+        NetBackend::VhostUser { socket } => {
+            let socket = opt_escape(utf8(cfg, "vhost-user socket", socket)?);
+            vec![
+                ("-chardev", format!("socket,id=char-{id},path={socket}")),
+                ("-netdev", format!("vhost-user,id={id},chardev=char-{id}")),
+                ("-device", nic()),
+            ]
+        }
+        NetBackend::Vfio { host } => {
+            if !is_pci_address(host) {
+                return Err(bad("PCI address", host));
+            }
+            vec![(
+                "-device",
+                format!("vfio-pci,host={host},id={}", dev.device_id()),
+            )]
+        }
+    })
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `0000:3b:00.1` (domain:bus:slot.function, hexadecimal).
+pub fn is_pci_address(s: &str) -> bool {
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    let mut parts = s.split(':');
+    let (Some(domain), Some(bus), Some(slot_fn), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Some((slot, function)) = slot_fn.split_once('.') else {
+        return false;
+    };
+    hex(domain, 4) && hex(bus, 2) && hex(slot, 2) && hex(function, 1)
 }
 
 /// virtiofsd's argument vector for a virtio-fs configuration.
@@ -326,6 +437,68 @@ mod tests {
         want.extend(s(TAIL));
         want.extend(s(&["-append", PARAMS]));
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nics_of_every_backend() {
+        let mut c = cfg();
+        c.vhost_net = true;
+        let mac = "02:42:ac:11:00:02".to_string();
+        c.net_devices = vec![
+            NetDevice {
+                id: "net0".into(),
+                mac: mac.clone(),
+                backend: NetBackend::Tap {
+                    ifname: "tap0_kata".into(),
+                },
+            },
+            NetDevice {
+                id: "net1".into(),
+                mac: mac.clone(),
+                backend: NetBackend::Macvtap {
+                    device: "/dev/tap8200".into(),
+                },
+            },
+            NetDevice {
+                id: "net2".into(),
+                mac: mac.clone(),
+                backend: NetBackend::VhostUser {
+                    socket: "/tmp/vhostuser_10.0.0.2/vhu.sock".into(),
+                },
+            },
+            NetDevice {
+                id: "net3".into(),
+                mac: String::new(),
+                backend: NetBackend::Vfio {
+                    host: "0000:3b:00.1".into(),
+                },
+            },
+        ];
+        let got = qemu_args(&c, Accel::Tcg).unwrap();
+        let line = got.join(" ");
+        // vhost-user needs guest RAM the backend can map.
+        assert!(line.contains("-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem"), "{line}");
+        for want in [
+            "-netdev tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=on",
+            "-device virtio-net-pci,netdev=net0,mac=02:42:ac:11:00:02,id=dev-net0",
+            "-netdev tap,id=net1,fd=3,vhost=on",
+            "-device virtio-net-pci,netdev=net1,mac=02:42:ac:11:00:02,id=dev-net1",
+            "-chardev socket,id=char-net2,path=/tmp/vhostuser_10.0.0.2/vhu.sock",
+            "-netdev vhost-user,id=net2,chardev=char-net2",
+            "-device vfio-pci,host=0000:3b:00.1,id=dev-net3",
+        ] {
+            assert!(line.contains(want), "missing {want:?} in {line}");
+        }
+        assert_eq!(c.inherited_devices(), vec![PathBuf::from("/dev/tap8200")]);
+
+        for (mac, backend) in [
+            ("02:42", NetBackend::Tap { ifname: "tap0".into() }),
+            (mac.as_str(), NetBackend::Tap { ifname: "tap0,script=/x".into() }),
+            (mac.as_str(), NetBackend::Vfio { host: "../../x".into() }),
+        ] {
+            c.net_devices = vec![NetDevice { id: "net0".into(), mac: mac.into(), backend }];
+            assert!(matches!(qemu_args(&c, Accel::Tcg), Err(CmdlineError::BadNetDevice { .. })));
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub const SHARED_FS_MOUNT_TAG: &str = "kataShared";
 /// QEMU and virtiofsd fail with an obscure error beyond it, so we check up front.
 const UNIX_PATH_MAX: usize = 107;
 
+/// The descriptor number of the first device file QEMU inherits (see
+/// [`VmConfig::inherited_devices`]); below it: stdio and nothing else.
+pub const FIRST_INHERITED_FD: i32 = 3;
+
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,6 +149,45 @@ pub struct VmConfig {
     /// of `vm_dir`, which is shared by all sandboxes of this runtime.
     #[serde(default)]
     pub probe_cache_dir: Option<PathBuf>,
+    /// The network namespace QEMU runs in (the pod's): its taps are only visible there.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// NICs present at boot.
+    #[serde(default)]
+    pub net_devices: Vec<NetDevice>,
+    /// `/dev/vhost-net` is usable: tap NICs get `vhost=on` (virtio-net in the host kernel).
+    #[serde(default)]
+    pub vhost_net: bool,
+}
+
+/// A guest NIC and what backs it on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDevice {
+    /// QEMU id of the `-netdev` (`net0`); the `-device` is `dev-<id>`.
+    pub id: String,
+    /// The guest NIC's MAC (`aa:bb:cc:dd:ee:ff`); unused for VFIO (the device has its own).
+    pub mac: String,
+    pub backend: NetBackend,
+}
+
+/// What carries a guest NIC's packets on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum NetBackend {
+    /// A tap interface QEMU opens by name (in its network namespace).
+    Tap { ifname: String },
+    /// A macvtap's character device (`/dev/tapN`): QEMU gets it open, as an inherited fd.
+    Macvtap { device: PathBuf },
+    /// A vhost-user backend (e.g. a DPDK switch) listening on `socket`.
+    VhostUser { socket: PathBuf },
+    /// A PCI device bound to vfio-pci, passed through whole.
+    Vfio { host: String },
+}
+
+impl NetDevice {
+    pub fn device_id(&self) -> String {
+        format!("dev-{}", self.id)
+    }
 }
 
 fn default_msize() -> u32 {
@@ -234,7 +277,32 @@ impl VmConfig {
             start_timeout_ms: default_start_timeout_ms(),
             stop_timeout_ms: default_stop_timeout_ms(),
             probe_cache_dir: None,
+            netns: None,
+            net_devices: Vec::new(),
+            vhost_net: false,
         }
+    }
+
+    /// Guest RAM must be a shared memfd: vhost-user backends (virtiofsd, a vhost-user switch)
+    /// map it.
+    pub fn needs_shared_memory(&self) -> bool {
+        matches!(self.shared_fs, SharedFs::VirtioFs { .. })
+            || self
+                .net_devices
+                .iter()
+                .any(|d| matches!(d.backend, NetBackend::VhostUser { .. }))
+    }
+
+    /// The macvtap devices QEMU inherits open, in order: the first is fd
+    /// [`FIRST_INHERITED_FD`], the next one more, and so on.
+    pub fn inherited_devices(&self) -> Vec<PathBuf> {
+        self.net_devices
+            .iter()
+            .filter_map(|d| match &d.backend {
+                NetBackend::Macvtap { device } => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn qmp_socket(&self) -> PathBuf {

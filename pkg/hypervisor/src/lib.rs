@@ -16,13 +16,16 @@ pub mod cmdline;
 pub mod config;
 mod kvm_guest;
 pub mod kvm_probe;
+pub mod nic;
 pub mod proc;
 pub mod qemu;
 pub mod qmp;
 pub mod resize;
 mod virtiofsd;
 
-pub use config::{Accel, ConfigError, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG};
+pub use config::{
+    Accel, ConfigError, NetBackend, NetDevice, SharedFs, VmConfig, SHARED_FS_MOUNT_TAG,
+};
 pub use kvm_probe::choose_accel;
 pub use proc::ProcessId;
 pub use qemu::{Qemu, QemuError, QemuState};

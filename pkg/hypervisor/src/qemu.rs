@@ -281,10 +281,12 @@ impl Qemu {
                 return Err(self.err_io("remove old", &cfg.qemu_log(), e));
             }
         }
+        let mut qemu_command = detached_command(&cfg.qemu_path);
+        qemu_command.args(args).stderr(stderr);
+        // Kept open until the spawn: the child's hook uses their descriptors.
+        let _inherited = self.enter_netns_and_pass_fds(cfg, &mut qemu_command)?;
         let spawned_at = SystemTime::now();
-        let mut child = detached_command(&cfg.qemu_path)
-            .args(args)
-            .stderr(stderr)
+        let mut child = qemu_command
             .spawn()
             .map_err(|e| self.err_io("run QEMU", &cfg.qemu_path, e))?;
 
@@ -343,6 +345,69 @@ impl Qemu {
             }
         }
         Ok(process)
+    }
+
+    /// Makes QEMU start inside the pod's network namespace (where its taps are) and inherit
+    /// the macvtap devices at the descriptor numbers its command line names. Returns the open
+    /// files, which must outlive the spawn.
+    fn enter_netns_and_pass_fds(
+        &self,
+        cfg: &VmConfig,
+        command: &mut std::process::Command,
+    ) -> Result<Vec<std::fs::File>, QemuError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let mut files = Vec::new();
+        let netns_fd = match &cfg.netns {
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| self.err_io("open network namespace", path, e))?;
+                let fd = f.as_raw_fd();
+                files.push(f);
+                Some(fd)
+            }
+            None => None,
+        };
+        let mut moves = Vec::new();
+        for (i, device) in cfg.inherited_devices().iter().enumerate() {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(device)
+                .map_err(|e| self.err_io("open macvtap device", device, e))?;
+            // Moved above every target number first, so no dup2 below overwrites a source.
+            // SAFETY: plain fcntl on a descriptor we own; the result is owned by `high`.
+            let high = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+            if high < 0 {
+                return Err(self.err_io("duplicate", device, std::io::Error::last_os_error()));
+            }
+            // SAFETY: `high` is a fresh descriptor nobody else owns.
+            files.push(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(high) });
+            let target = crate::config::FIRST_INHERITED_FD + i as i32;
+            moves.push((high, target));
+        }
+        if netns_fd.is_none() && moves.is_empty() {
+            return Ok(files);
+        }
+        // SAFETY: between fork and exec the hook only calls setns and dup2, which are
+        // async-signal-safe, on descriptors that stay open until the spawn returns.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for &(from, to) in &moves {
+                    // dup2 leaves the new descriptor without FD_CLOEXEC: QEMU inherits it.
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(files)
     }
 
     /// After a start timeout the foreground QEMU is killed, but its daemon child may

@@ -113,6 +113,22 @@ impl QmpClient {
     /// Runs one command and returns its `return` value. Events that arrive meanwhile
     /// are queued for [`wait_event`](Self::wait_event).
     pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        self.execute_passing(command, arguments, None)
+    }
+
+    /// Passes the open descriptor `fd` to QEMU under `name` (QMP `getfd`, the descriptor
+    /// travelling as SCM_RIGHTS with the command), for a later `netdev_add ... fd=name`.
+    pub fn pass_fd(&mut self, name: &str, fd: std::os::fd::BorrowedFd) -> Result<(), QmpError> {
+        self.execute_passing("getfd", Some(json!({ "fdname": name })), Some(fd))
+            .map(|_| ())
+    }
+
+    fn execute_passing(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<std::os::fd::BorrowedFd>,
+    ) -> Result<Value, QmpError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = json!({ "execute": command, "id": id });
@@ -127,7 +143,11 @@ impl QmpClient {
         self.stream
             .set_write_timeout(Some(self.timeout.max(Duration::from_millis(1))))
             .map_err(|e| self.io("setting the write timeout", e))?;
-        if let Err(e) = self.stream.write_all(line.as_bytes()) {
+        let sent = match fd {
+            None => self.stream.write_all(line.as_bytes()),
+            Some(fd) => send_with_fd(&self.stream, line.as_bytes(), fd),
+        };
+        if let Err(e) = sent {
             return Err(match e.kind() {
                 ErrorKind::WouldBlock | ErrorKind::TimedOut => {
                     self.timeout_error(format!("sending `{command}`"))
@@ -288,6 +308,23 @@ impl QmpClient {
             detail,
         }
     }
+}
+
+/// Writes `data` with `fd` attached (SCM_RIGHTS) to the first byte; the rest as usual.
+fn send_with_fd(
+    stream: &UnixStream,
+    data: &[u8],
+    fd: std::os::fd::BorrowedFd,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(std::io::Error::from)?;
+    let mut s = stream;
+    s.write_all(&data[sent.min(data.len())..])
 }
 
 #[cfg(test)]

@@ -557,7 +557,7 @@ async fn no_ipv6_autoconf(handle: &mut Handle, index: u32, name: &str) -> Result
     .await
 }
 
-fn errno_in(e: &io::Error, errnos: &[i32]) -> bool {
+pub(crate) fn errno_in(e: &io::Error, errnos: &[i32]) -> bool {
     e.raw_os_error().is_some_and(|n| errnos.contains(&n))
 }
 
@@ -565,7 +565,7 @@ fn errno_in(e: &io::Error, errnos: &[i32]) -> bool {
 const GONE: &[i32] = &[libc::ENODEV, libc::ENOENT, libc::EADDRNOTAVAIL, libc::ESRCH];
 
 /// The namespace's main-table unicast routes (of every interface).
-async fn main_routes(handle: &mut Handle) -> Result<Vec<Route>, ConnectError> {
+pub(crate) async fn main_routes(handle: &mut Handle) -> Result<Vec<Route>, ConnectError> {
     let links = nl::links(handle).await.map_err(nl_err("listing links"))?;
     let routes = nl::routes(handle).await.map_err(nl_err("listing routes"))?;
     Ok(routes
@@ -613,7 +613,7 @@ const ADDRESS_FLAGS_SETTABLE: u32 = 0x02 /* NODAD */
     | 0x200 /* NOPREFIXROUTE */
     | 0x400 /* MCAUTOJOIN */;
 
-fn address_message(saved: &SavedAddress, index: u32) -> AddressMessage {
+pub(crate) fn address_message(saved: &SavedAddress, index: u32) -> AddressMessage {
     let mut msg = AddressMessage::default();
     let flags = saved.flags & ADDRESS_FLAGS_SETTABLE;
     msg.header.family = match saved.address.address {
@@ -649,7 +649,7 @@ fn route_address(ip: IpAddr) -> RouteAddress {
     }
 }
 
-fn route_message(route: &Route, oif: u32) -> RouteMessage {
+pub(crate) fn route_message(route: &Route, oif: u32) -> RouteMessage {
     let mut msg = RouteMessage::default();
     let h = &mut msg.header;
     h.address_family = match route.family {

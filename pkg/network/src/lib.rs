@@ -15,12 +15,16 @@
 //! never changes namespace. Everything goes through rtnetlink and `/dev/net/tun` ioctls: no
 //! `ip` or `tc` binary is run.
 
+pub mod agent;
 pub mod connect;
+pub mod guest;
 pub mod netns;
 mod nl;
 pub mod scan;
 pub mod tap;
 pub mod tc;
+pub mod vfio;
+pub mod vhost_user;
 
 use std::path::Path;
 

@@ -28,6 +28,10 @@ pub enum NetnsError {
     Runtime { path: PathBuf, source: io::Error },
     #[error("opening a netlink socket in {path}: {source}")]
     Netlink { path: PathBuf, source: io::Error },
+    #[error("creating network namespace {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("removing network namespace {path}: {source}")]
+    Remove { path: PathBuf, source: io::Error },
 }
 
 /// Opens `path` (a bind-mounted namespace such as `/var/run/netns/X`, or `/proc/<pid>/ns/net`).
@@ -103,4 +107,88 @@ where
             Ok(result)
         })
     })?
+}
+
+/// Makes a new, empty network namespace and pins it at `path` (a bind mount of the namespace
+/// onto an empty file, as `ip netns add` does), so it lives without any process in it.
+pub fn create_persistent(path: &Path) -> Result<(), NetnsError> {
+    let fail = |source: io::Error| NetnsError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(fail)?;
+    let made = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("netns-new".into())
+            .spawn_scoped(scope, || -> io::Result<()> {
+                // Only this thread moves; it ends right after, nothing switches back.
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                nix::mount::mount(
+                    Some("/proc/thread-self/ns/net"),
+                    path,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(io::Error::from)
+            })?;
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(fail(e));
+    }
+    Ok(())
+}
+
+/// Undoes [`create_persistent`]: the namespace goes away with its last user.
+pub fn remove_persistent(path: &Path) -> Result<(), NetnsError> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(errno) => {
+            return Err(NetnsError::Remove {
+                path: path.to_path_buf(),
+                source: io::Error::from(errno),
+            })
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NetnsError::Remove {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_namespace_lives_and_goes() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns");
+        create_persistent(&path).unwrap();
+        let ours = std::fs::metadata("/proc/self/ns/net").unwrap();
+        let made = run_in(&path, || {
+            std::fs::metadata("/proc/thread-self/ns/net").unwrap()
+        })
+        .unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(ours.ino(), made.ino(), "a new namespace, not ours");
+        assert!(create_persistent(&path).is_err(), "the file exists");
+        remove_persistent(&path).unwrap();
+        assert!(!path.exists());
+        remove_persistent(&path).unwrap();
+    }
 }

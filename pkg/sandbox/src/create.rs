@@ -44,6 +44,8 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
     }
     // Resolve every path before anything is created: a missing piece is reported up front.
+    let netns_plan = crate::network::plan(&bundle.spec)?;
+    let net_model = crate::network::model(&rt.config.runtime.internetworking_model)?;
     let qemu_path = rt.config.qemu_path()?;
     let kernel = rt.config.kernel_path()?;
     let initrd = rt.config.initrd_path()?;
@@ -117,6 +119,10 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         },
         _ => SharedFs::Virtio9p { msize: q.msize_9p },
     };
+    let net = crate::network::setup(&netns_plan, net_model, &vm_dir, &mut undo)?;
+    vm.netns = net.netns.clone();
+    vm.net_devices = net.endpoints.iter().map(|e| e.device.clone()).collect();
+    vm.vhost_net = !vm.net_devices.is_empty() && crate::network::vhost_net_usable();
     vm.validate()?;
     let shared_storage = shared_fs_storage(&vm.shared_fs);
 
@@ -170,6 +176,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     req.hostname = bundle.spec.hostname().clone().unwrap_or_default();
     req.storages = vec![shared_storage];
     agent.create_sandbox(&req)?;
+    crate::network::configure_guest(&agent, &net)?;
 
     let target = Target {
         sandbox_id,
@@ -188,6 +195,8 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         proxy: Some(proxy),
         proxy_socket: proxy_socket.clone(),
         containers: vec![id.into()],
+        network: serde_json::to_value(&net)
+            .map_err(|e| Error::Unsupported(format!("network state: {e}")))?,
     })?;
     publish(rt, opts, &bundle, record, &shim)?;
     undo.disarm();

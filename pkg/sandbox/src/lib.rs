@@ -9,6 +9,7 @@ mod exec;
 mod hooks;
 mod lifecycle;
 mod member;
+mod network;
 mod procs;
 mod resize;
 mod rollback;
@@ -67,6 +68,8 @@ pub enum Error {
     BadSignal(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("network: {0}")]
+    Network(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -268,6 +268,8 @@ fn stop_sandbox(rt: &Runtime, sb: &SandboxRecord, agent: Option<&AgentClient>) {
             procs::stop_process(&proxy, Duration::from_secs(2));
         }
     }
+    // After QEMU: its taps must be closed before they are removed.
+    crate::network::teardown(&sb.id, &sb.network);
     for dir in [&sb.shared_dir, &sb.vm_dir] {
         share::unmount_tree(dir);
         if let Err(e) = std::fs::remove_dir_all(dir) {

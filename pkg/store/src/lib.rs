@@ -92,6 +92,10 @@ pub struct SandboxRecord {
     pub proxy: Option<ProcessRef>,
     pub proxy_socket: PathBuf,
     pub containers: Vec<String>,
+    /// The sandbox's network (namespace, interfaces and what connecting them changed), as the
+    /// sandbox layer records it (opaque here); null when the sandbox has none.
+    #[serde(default)]
+    pub network: serde_json::Value,
 }
 
 /// The state folder given by `--root`.
