@@ -295,7 +295,7 @@ fn vm_network_bridged() {
 }
 
 /// One line on stderr, exit 1, nothing left: no state, no VM, the namespace untouched.
-fn refused(env: &Env, bundle: &PathBuf, id: &str, want: &str) {
+fn refused(env: &Env, bundle: &std::path::Path, id: &str, want: &str) {
     let out = env.run(
         &["create", "--bundle", bundle.to_str().unwrap(), id],
         b"",
