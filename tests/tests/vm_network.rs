@@ -122,8 +122,39 @@ impl PodNet {
         s += &ip(&["-n", ns, "route", "show"]);
         s += &ip(&["-n", ns, "-6", "route", "show"]);
         s += &tc(&["-n", ns, "qdisc", "show"]);
-        s += &tc(&["-n", ns, "filter", "show", "dev", "eth0", "ingress"]);
+        for dev in ["eth0", "eth1"] {
+            s += &tc(&["-n", ns, "filter", "show", "dev", dev, "ingress"]);
+        }
         s
+    }
+
+    /// A second veth pair: `eth1` 10.201.(N+1).2/24 in the pod, .1 in the peer.
+    fn add_second_link(&self) {
+        let (pod, peer, sub) = (&self.pod, &self.peer, self.subnet + 1);
+        ip(&[
+            "link", "add", "eth1", "netns", pod, "type", "veth", "peer", "name", "peer1", "netns",
+            peer,
+        ]);
+        ip(&[
+            "-n",
+            pod,
+            "addr",
+            "add",
+            &format!("10.201.{sub}.2/24"),
+            "dev",
+            "eth1",
+        ]);
+        ip(&["-n", pod, "link", "set", "eth1", "up"]);
+        ip(&[
+            "-n",
+            peer,
+            "addr",
+            "add",
+            &format!("10.201.{sub}.1/24"),
+            "dev",
+            "peer1",
+        ]);
+        ip(&["-n", peer, "link", "set", "peer1", "up"]);
     }
 
     /// Connects from the peer namespace to the pod's address and reads what the server says.
@@ -367,5 +398,120 @@ fn vm_network_fresh_namespace_has_only_loopback() {
     let links = out.stdout_str();
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:"), "{links}");
+    env.assert_clean();
+}
+
+/// `kata-network`: an interface added to the pod's namespace after start is hot-plugged into
+/// the running VM (and works), routes are replaced, and del-iface unplugs it and restores it.
+#[test]
+fn vm_network_hotplug_with_kata_network() {
+    let env = Env::new();
+    let net = PodNet::new("hotplug", 15);
+    let b = env.bundle("hp", &["sleep", "1000"]);
+    let path = net.path();
+    edit_spec(&b, |s| {
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    });
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "hp"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
+    net.add_second_link();
+    let before = net.snapshot();
+
+    let out = env.run(
+        &["kata-network", "add-iface", "hp", "-"],
+        br#"{"name": "eth1"}"#,
+        T,
+    );
+    assert_eq!(out.code(), 0, "add-iface: {}", out.stderr);
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["name"], "eth1");
+    assert!(
+        out.stdout_str().contains("10.201.16.2"),
+        "{}",
+        out.stdout_str()
+    );
+
+    let out = env.run(&["kata-network", "list-ifaces", "hp"], b"", T);
+    assert_eq!(out.code(), 0, "list-ifaces: {}", out.stderr);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = list.iter().filter_map(|i| i["name"].as_str()).collect();
+    assert_eq!(names, ["eth0", "eth1"], "{list:?}");
+
+    let out = env.run(
+        &["exec", "hp", "ping", "-c", "1", "-W", "5", "10.201.16.1"],
+        b"",
+        T,
+    );
+    assert_eq!(
+        out.code(),
+        0,
+        "ping over the hot-plugged NIC: {}{}",
+        out.stdout_str(),
+        out.stderr
+    );
+
+    let routes = br#"[{"dest": "", "gateway": "10.201.15.1", "device": "eth0"},
+                      {"dest": "192.168.77.0/24", "gateway": "10.201.16.1", "device": "eth1"}]"#;
+    let out = env.run(&["kata-network", "update-routes", "hp", "-"], routes, T);
+    assert_eq!(out.code(), 0, "update-routes: {}", out.stderr);
+    let out = env.run(&["exec", "hp", "ip", "route"], b"", T);
+    assert!(
+        out.stdout_str()
+            .contains("192.168.77.0/24 via 10.201.16.1 dev eth1"),
+        "{}",
+        out.stdout_str()
+    );
+    let out = env.run(&["kata-network", "list-routes", "hp"], b"", T);
+    assert!(
+        out.stdout_str().contains("192.168.77.0/24"),
+        "{}",
+        out.stdout_str()
+    );
+
+    // Bad input: one line, exit 1.
+    for (args, input) in [
+        (
+            ["kata-network", "add-iface", "hp", "-"],
+            &br#"{"name": "eth7"}"#[..],
+        ),
+        (["kata-network", "add-iface", "hp", "-"], &b"{not json"[..]),
+        (
+            ["kata-network", "update-routes", "hp", "-"],
+            &br#"[{"dest": "10.0.0.0/99", "device": "eth0"}]"#[..],
+        ),
+        (
+            ["kata-network", "add-iface", "nope", "-"],
+            &br#"{"name": "eth1"}"#[..],
+        ),
+    ] {
+        let out = env.run(&args, input, T);
+        assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    }
+
+    let out = env.run(
+        &["kata-network", "del-iface", "hp", "-"],
+        br#"{"name": "eth1"}"#,
+        T,
+    );
+    assert_eq!(out.code(), 0, "del-iface: {}", out.stderr);
+    let out = env.run(&["exec", "hp", "ip", "-o", "link"], b"", T);
+    assert!(!out.stdout_str().contains("eth1"), "{}", out.stdout_str());
+    assert_eq!(
+        net.snapshot(),
+        before,
+        "del-iface left the namespace changed"
+    );
+
+    let out = env.run(&["delete", "--force", "hp"], b"", T);
+    assert_eq!(out.code(), 0, "delete: {}", out.stderr);
     env.assert_clean();
 }

@@ -58,6 +58,37 @@ pub enum Command {
     Features,
     /// Print the versions of the runtime and its components.
     Version,
+    /// Manage the VM's network interfaces and routes (Kata 1.x's verbs).
+    #[command(subcommand)]
+    KataNetwork(KataNetwork),
+}
+
+/// `kata-runtime kata-network VERB CONTAINER [FILE|-]`: JSON in (a file or stdin), JSON out.
+#[derive(Subcommand, Debug)]
+pub enum KataNetwork {
+    /// Hot-plug an interface of the pod's namespace into the VM (JSON interface).
+    AddIface(NetworkInput),
+    /// Unplug an interface added with add-iface (JSON interface: name or hwAddr).
+    DelIface(NetworkInput),
+    /// List the VM's interfaces.
+    ListIfaces(NetworkTarget),
+    /// Replace the VM's routes (JSON array of routes).
+    UpdateRoutes(NetworkInput),
+    /// List the VM's routes.
+    ListRoutes(NetworkTarget),
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkInput {
+    pub container_id: String,
+    /// JSON file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkTarget {
+    pub container_id: String,
 }
 
 /// runc's kill: the signal is optional and defaults to SIGTERM.

@@ -9,6 +9,7 @@ mod exec;
 mod hooks;
 mod lifecycle;
 mod member;
+mod netcmd;
 mod network;
 mod procs;
 mod resize;
@@ -19,6 +20,13 @@ mod time;
 
 pub use create::{create, CreateOptions, Created};
 pub use exec::{base_process, exec, ExecOptions};
+pub use netcmd::{InterfaceJson, IpAddressJson, RouteJson};
+pub mod kata_network {
+    //! The `kata-runtime kata-network` verbs.
+    pub use crate::netcmd::{
+        add_interface, del_interface, list_interfaces, list_routes, update_routes,
+    };
+}
 pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, stats, update, OciState};
 pub use signal::parse_signal;
 pub use time::now_rfc3339;

@@ -348,7 +348,7 @@ pub fn ps(rt: &Runtime, id: &str, format: &str) -> Result<Vec<u8>> {
     Ok(agent.list_processes(&req)?.process_list)
 }
 
-fn running_agent(rt: &Runtime, id: &str, what: &'static str) -> Result<AgentClient> {
+pub(crate) fn running_agent(rt: &Runtime, id: &str, what: &'static str) -> Result<AgentClient> {
     let (rec, sb) = load(rt, id)?;
     let status = effective_status(&rec);
     if status == Status::Stopped {

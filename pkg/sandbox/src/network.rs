@@ -65,7 +65,7 @@ pub(crate) enum Attachment {
     VhostUser { socket: PathBuf },
 }
 
-fn net_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn net_err(e: impl std::fmt::Display) -> Error {
     Error::Network(e.to_string())
 }
 

@@ -3,6 +3,7 @@
 mod events;
 mod exec;
 mod features;
+mod kata_network;
 mod list;
 mod run;
 mod spec;
@@ -92,6 +93,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(r) => sandbox::set_paused(&rt, &r.container_id, false)
             .map(|_| 0)
             .map_err(Into::into),
+        Command::KataNetwork(n) => kata_network::run(&rt, n),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
             println!("   OCI specs  : 1.0.2");
