@@ -7,6 +7,7 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
   run true     `kata-runtime run` of `true`, end to end
   agent ready  QEMU start -> the agent's first Health.Check answer (from the runtime's log)
   RSS          kata-proxy and kata-shim (and QEMU) while a container runs
+  TCP          one stream container -> peer netns per interworking model, and netns -> netns
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -172,6 +173,91 @@ def bench_many(env, bundle):
     return state_t, list_t
 
 
+RECEIVER = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5001)); s.listen(1); s.settimeout(120)
+print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(120)
+n, t0 = 0, None
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    if t0 is None:
+        t0 = time.monotonic()
+    n += len(b)
+print(n, time.monotonic() - t0, flush=True)
+"""
+NET_MIB = int(os.environ.get("BENCH_NET_MIB", "16"))
+
+
+def ip(*args):
+    subprocess.run(["ip"] + list(args), check=True, stdout=subprocess.DEVNULL)
+
+
+def receive_in(ns, addr, sender):
+    """Mbit/s of one TCP stream to a receiver in netns `ns` at `addr`, sent by `sender()`."""
+    rx = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", RECEIVER, addr],
+                          stdout=subprocess.PIPE, text=True)
+    rx.stdout.readline()
+    sender()
+    out = rx.communicate(timeout=180)[0].split()
+    n, secs = int(out[0]), float(out[1])
+    return n * 8 / secs / 1e6 if n and secs > 0 else None
+
+
+def bench_network(env, work):
+    """TCP throughput container -> peer netns for each interworking model, and between two
+    plain namespaces (the host's own ceiling)."""
+    tag = str(os.getpid())
+    pod, peer = "kb-pod-" + tag, "kb-peer-" + tag
+    results = {}
+    try:
+        ip("netns", "add", pod)
+        ip("netns", "add", peer)
+        ip("link", "add", "eth0", "netns", pod, "type", "veth", "peer", "name", "peer0", "netns", peer)
+        ip("-n", pod, "addr", "add", "10.203.0.2/24", "dev", "eth0")
+        ip("-n", peer, "addr", "add", "10.203.0.1/24", "dev", "peer0")
+        for ns, dev in ((pod, "eth0"), (peer, "peer0")):
+            ip("-n", ns, "link", "set", dev, "up")
+        time.sleep(2)
+        send = "dd if=/dev/zero bs=65536 count=%d 2>/dev/null | nc 10.203.0.1 5001" % (NET_MIB * 16)
+        results["netns"] = [receive_in(peer, "10.203.0.1", lambda: subprocess.run(
+            ["ip", "netns", "exec", pod, "busybox", "sh", "-c", send], timeout=180))
+            for _ in range(3)]
+        bundle = os.path.join(work, "netbench")
+        subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "sleep", "1000"],
+                       check=True, stdout=subprocess.DEVNULL)
+        cfg_path = os.path.join(bundle, "config.json")
+        spec = json.load(open(cfg_path))
+        for n in spec["linux"]["namespaces"]:
+            if n["type"] == "network":
+                n["path"] = "/var/run/netns/" + pod
+        json.dump(spec, open(cfg_path, "w"))
+        base_config = open(env["config"]).read()
+        for model in ("tcfilter", "macvtap", "bridged"):
+            menv = dict(env, config=os.path.join(work, "config-%s.toml" % model))
+            with open(menv["config"], "w") as f:
+                f.write(base_config + 'internetworking_model = "%s"\n' % model)
+            cid = "net-" + model
+            r = runtime(menv, "run", "-d", "--bundle", bundle, cid, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if r.returncode:
+                results[model] = []
+                continue
+            try:
+                results[model] = [receive_in(peer, "10.203.0.1", lambda: runtime(
+                    menv, "exec", cid, "sh", "-c", send, stdin=subprocess.DEVNULL))
+                    for _ in range(3)]
+            finally:
+                runtime(menv, "delete", "--force", cid, stdout=subprocess.DEVNULL)
+    finally:
+        for ns in (pod, peer):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    return {k: stats([x for x in v if x]) if any(v) else None for k, v in results.items()}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="kbench", dir="/tmp")
@@ -233,6 +319,7 @@ def main():
     runc_exec = bench_runc_exec(work, sleeper)
     member_add, member_rss = bench_pod(env, work)
     state20, list20 = bench_many(env, sleeper)
+    net = bench_network(env, work)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -245,7 +332,8 @@ def main():
                "pod_member_shim_rss_mib": member_rss,
                "state_20_s": stats(state20) if state20 else None,
                "list_20_s": stats(list20) if list20 else None,
-               "rss_mib": rss}
+               "rss_mib": rss,
+               "tcp_mbit_s": net}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -273,6 +361,15 @@ def main():
         print("%-34s %8.1f MiB   (target <= 2 MiB)" % ("RSS added per pod member (shim)", member_rss))
     for name, mib in sorted(rss.items()):
         print("%-34s %8.1f MiB" % ("RSS " + name, mib))
+    ceiling = (net.get("netns") or {}).get("median")
+    for key, label in [("netns", "TCP netns -> netns (ceiling)"), ("tcfilter", "TCP container -> peer, tcfilter"),
+                       ("macvtap", "TCP container -> peer, macvtap"), ("bridged", "TCP container -> peer, bridged")]:
+        s = net.get(key)
+        if s:
+            ratio = " %5.1f%% of ceiling" % (100 * s["median"] / ceiling) if ceiling and key != "netns" else ""
+            print("%-34s %6.0f Mbit/s (min %.0f, max %.0f)%s" % (label, s["median"], s["min"], s["max"], ratio))
+        else:
+            print("%-34s   (failed)" % label)
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)

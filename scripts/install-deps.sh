@@ -18,6 +18,10 @@ have_cmd ip || need+=(iproute2)  # pkg/network's tests set up namespaces, veths 
 have_cmd containerd && have_cmd ctr && have_cmd containerd-shim || need+=(containerd)
 have_cmd podman || need+=(podman)
 have_cmd conmon || need+=(conmon)
+# Pods through containerd's CRI plugin: CNI's bridge + host-local plugins make the pod's
+# network namespace; the test's CRI client is generated from the CRI protobuf at build time.
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
+have_cmd protoc || need+=(protobuf-compiler)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# make-oci-image.sh OUT.tar [NAME]: a busybox image as an OCI layout tar, built locally (no
+# make-oci-image.sh OUT.tar [NAME [CMD-JSON]]: a busybox image as an OCI layout tar, built locally (no
 # registry is reachable here). The rootfs is Debian's busybox-static with its applets as hard
 # links (as in a real busybox image: masking one applet's path does not mask the shell), plus
 # /etc/passwd and /etc/group. One uncompressed layer, sha256-named blobs, and index.json with
 # `io.containerd.image.name` (what `ctr image import` names the image by) and
 # `org.opencontainers.image.ref.name` (what `podman load` names it by), both NAME
-# (default localhost/busybox:latest).
+# (default localhost/busybox:latest). CMD-JSON is the image's Cmd (default ["sh"]); a pod's pause
+# image is the same rootfs with a Cmd that sleeps forever.
 set -euo pipefail
 out=$1
 name=${2:-localhost/busybox:latest}
+cmd=${3:-'["sh"]'}
 bb=/bin/busybox
 [ -x "$bb" ] || { echo "busybox-static is missing (make deps)" >&2; exit 1; }
 
@@ -42,7 +44,7 @@ mv "$work/layer.tar" "$blobs/$layer"
 
 cat > "$work/config.json" <<JSON
 {"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z",
- "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},
+ "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/"},
  "rootfs":{"type":"layers","diff_ids":["sha256:$layer"]},
  "history":[{"created":"2024-01-01T00:00:00Z","created_by":"scripts/make-oci-image.sh"}]}
 JSON

@@ -16,18 +16,67 @@ pub struct Containerd {
     daemon: Option<Child>,
 }
 
+/// The image CRI pods run as their sandbox ("pause") container: busybox sleeping forever.
+pub const PAUSE_IMAGE: &str = "localhost/pause:latest";
+/// The CRI runtime handler that selects kata-runtime behind the v1 runtime.
+pub const CRI_HANDLER: &str = "kata";
+
 impl Containerd {
+    /// containerd without its CRI plugin, for ctr.
     pub fn start() -> Containerd {
+        Self::start_with(None)
+    }
+
+    /// containerd with its CRI plugin on: kata-runtime (v1 runtime) is the runtime handler
+    /// [`CRI_HANDLER`] and the default, pod networks come from the CNI configuration in
+    /// `cni_conf_dir` (plugins from Debian's containernetworking-plugins), the pause image is
+    /// imported into the `k8s.io` namespace. The CRI socket is [`Containerd::socket`].
+    pub fn start_with_cri(cni_conf_dir: &std::path::Path) -> Containerd {
+        Self::start_with(Some(cni_conf_dir))
+    }
+
+    fn start_with(cri: Option<&std::path::Path>) -> Containerd {
         let work = Workdir::new("kic");
         let d = work.path().join("containerd");
         std::fs::create_dir_all(d.join("fifo")).expect("mkdir");
+        let cri_disabled = if cri.is_some() {
+            ""
+        } else {
+            "\n  \"io.containerd.grpc.v1.cri\","
+        };
+        let cri_section = match cri {
+            None => String::new(),
+            Some(cni) => format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # No CAP_SYS_RESOURCE games on this machine (client-calls.md).
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{CRI_HANDLER}"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{CRI_HANDLER}]
+      runtime_type = "{V1}"
+      runtime_engine = "{runtime}"
+      runtime_root = "{kata_root}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+                runtime = work.runtime().display(),
+                kata_root = work.kata_root().display(),
+                cni = cni.display(),
+            ),
+        };
         let config = format!(
             r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-# No CRI yet (pods through it need networking); no snapshotter that probes the host.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+# No snapshotter that probes the host.
+disabled_plugins = [{cri_disabled}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -47,7 +96,7 @@ disabled_plugins = [
   runtime = "{runtime}"
   runtime_root = "{kata_root}"
   shim_debug = true
-"#,
+{cri_section}"#,
             d = d.display(),
             runtime = work.runtime().display(),
             kata_root = work.kata_root().display(),
@@ -73,6 +122,9 @@ disabled_plugins = [
         let tar = c.work.image_tar();
         let out = c.ctr(&["images", "import", tar.to_str().expect("utf-8")]);
         assert_eq!(out.code(), 0, "ctr images import: {}", out.stderr);
+        if cri.is_some() {
+            c.import_for_cri(&tar);
+        }
         let out = c.ctr(&["images", "ls", "-q"]);
         assert!(
             out.stdout_str().lines().any(|l| l == IMAGE),
@@ -80,6 +132,35 @@ disabled_plugins = [
             out.stdout_str()
         );
         c
+    }
+
+    /// The CRI plugin only sees images of the `k8s.io` namespace: busybox and the pause image.
+    fn import_for_cri(&self, busybox_tar: &std::path::Path) {
+        let pause_tar = self.work.path().join("pause.tar");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-oci-image.sh");
+        let out = run_cmd(
+            {
+                let mut c = Command::new(script);
+                c.arg(&pause_tar)
+                    .arg(PAUSE_IMAGE)
+                    .arg(r#"["sleep","2147483647"]"#);
+                c
+            },
+            b"",
+            T,
+        );
+        assert_eq!(out.code(), 0, "make-oci-image.sh pause: {}", out.stderr);
+        for tar in [busybox_tar, pause_tar.as_path()] {
+            let out = self.ctr(&[
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                tar.to_str().expect("utf-8"),
+            ]);
+            assert_eq!(out.code(), 0, "ctr -n k8s.io images import: {}", out.stderr);
+        }
     }
 
     fn dir(&self) -> PathBuf {
@@ -163,9 +244,11 @@ disabled_plugins = [
         let w = &self.work;
         self.work.assert_no_leaks(&[
             w.kata_root().join("default"),
+            w.kata_root().join("k8s.io"),
             w.path().join("vm"),
             w.path().join("shared"),
             self.dir().join("state").join(V1).join("default"),
+            self.dir().join("state").join(V1).join("k8s.io"),
         ]);
     }
 
@@ -205,8 +288,10 @@ impl Drop for Containerd {
             }
         }
         self.stop_daemon();
-        self.work
-            .force_cleanup(&[self.work.kata_root().join("default")]);
+        self.work.force_cleanup(&[
+            self.work.kata_root().join("default"),
+            self.work.kata_root().join("k8s.io"),
+        ]);
         let log = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
         for line in log
             .lines()

@@ -13,6 +13,7 @@
 //! check; a test that panics prints the runtime's logs and force-cleans in `Drop`.
 
 pub mod containerd;
+pub mod cri;
 pub mod podman;
 pub mod pty;
 
