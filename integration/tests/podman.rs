@@ -239,3 +239,88 @@ fn podman_run_of_a_missing_command_exits_127() {
     }
     p.finish();
 }
+
+/// `podman run --network ns:PATH`: the container gets the interface a CNI-like set-up put in
+/// that namespace (address and MAC on the guest NIC) and reaches the peer; the namespace is
+/// left as it was.
+#[test]
+fn podman_run_with_a_network_namespace_path() {
+    let tag = std::process::id();
+    let (pod, peer) = (format!("kt-ppod-{tag}"), format!("kt-ppeer-{tag}"));
+    struct Netns(Vec<String>);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", ns])
+                    .status();
+            }
+        }
+    }
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ip(&["netns", "add", &pod]);
+    let _guard = Netns(vec![pod.clone(), peer.clone()]);
+    ip(&["netns", "add", &peer]);
+    ip(&[
+        "link", "add", "eth0", "netns", &pod, "type", "veth", "peer", "name", "peer0", "netns",
+        &peer,
+    ]);
+    ip(&["-n", &pod, "addr", "add", "10.204.0.2/24", "dev", "eth0"]);
+    ip(&["-n", &peer, "addr", "add", "10.204.0.1/24", "dev", "peer0"]);
+    ip(&["-n", &pod, "link", "set", "eth0", "up"]);
+    ip(&["-n", &peer, "link", "set", "peer0", "up"]);
+    let mac = ip(&["-n", &pod, "-o", "link", "show", "eth0"]);
+    let mac = mac
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let links_before = ip(&["-n", &pod, "-o", "link", "show"]);
+
+    let p = Podman::new();
+    let network = format!("ns:/var/run/netns/{pod}");
+    let script = "ip -o link show eth0; ip -o addr show eth0; \
+                  ping -c 1 -W 5 10.204.0.1 >/dev/null && echo ping-ok; uname -r";
+    let out = p.podman(&[
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        "--cap-add",
+        "NET_RAW",
+        "--pull",
+        "never",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let stdout = out.stdout_str();
+    assert_eq!(out.code(), 0, "podman run: {stdout} {}", out.stderr);
+    assert!(stdout.contains("inet 10.204.0.2/24"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("link/ether {mac}")),
+        "{mac} in {stdout}"
+    );
+    assert!(stdout.contains("ping-ok"), "{stdout}");
+    assert_guest_kernel(lines(&stdout).last().unwrap());
+    p.work.assert_called(&["create --bundle"]);
+    p.finish();
+    assert_eq!(
+        ip(&["-n", &pod, "-o", "link", "show"]),
+        links_before,
+        "the namespace changed"
+    );
+}

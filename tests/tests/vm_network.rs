@@ -72,15 +72,19 @@ impl PodNet {
         ]);
         ip(&["-n", &n.peer, "link", "set", "peer0", "up"]);
         ip(&["-n", &n.pod, "route", "add", "default", "via", &n.gateway()]);
-        // Let IPv6 duplicate address detection finish, so a snapshot taken now is the
-        // namespace's settled state ("tentative" would disappear by itself later).
+        n.settle();
+        n
+    }
+
+    /// Lets IPv6 duplicate address detection finish, so a snapshot taken now is the
+    /// namespace's settled state ("tentative" would disappear by itself later).
+    fn settle(&self) {
         let start = Instant::now();
-        while ip(&["-n", &n.pod, "addr", "show"]).contains("tentative")
+        while ip(&["-n", &self.pod, "addr", "show"]).contains("tentative")
             && start.elapsed() < Duration::from_secs(10)
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        n
     }
 
     /// Only loopback: what `--network none` style callers hand over.
@@ -155,6 +159,7 @@ impl PodNet {
             "peer1",
         ]);
         ip(&["-n", peer, "link", "set", "peer1", "up"]);
+        self.settle();
     }
 
     /// Connects from the peer namespace to the pod's address and reads what the server says.
@@ -246,6 +251,21 @@ fn container_on_the_pod_network(model: &str, subnet: u8) {
     let env = Env::new();
     set_model(&env, model);
     let net = PodNet::new(model, subnet);
+    // A static neighbour entry, as some CNI plugins add: the guest gets it too.
+    let neighbour = format!("10.201.{subnet}.99");
+    ip(&[
+        "-n",
+        &net.pod,
+        "neigh",
+        "add",
+        &neighbour,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
     let before = net.snapshot();
     let mac = net.mac();
     let b = server_bundle(&env, &net);
@@ -268,6 +288,12 @@ fn container_on_the_pod_network(model: &str, subnet: u8) {
         addr.contains(&format!("link/ether {mac}")),
         "{model}: {mac} in {addr}"
     );
+    let (_, neigh) = exec(&env, &["ip", "neigh", "show", &neighbour]);
+    assert!(
+        neigh.contains("lladdr 02:00:00:00:00:99"),
+        "{model}: {neigh}"
+    );
+    assert!(neigh.contains("PERMANENT"), "{model}: {neigh}");
     let (_, routes) = exec(&env, &["ip", "route"]);
     assert!(
         routes.contains(&format!("default via {}", net.gateway())),

@@ -91,6 +91,24 @@ pub async fn addresses(handle: &mut Handle) -> io::Result<Vec<AddressMessage>> {
         .collect())
 }
 
+/// Every neighbour entry of every link and family (callers filter).
+pub async fn neighbors(
+    handle: &mut Handle,
+) -> io::Result<Vec<rtnetlink::packet_route::neighbour::NeighbourMessage>> {
+    let msgs = dump(
+        handle,
+        RouteNetlinkMessage::GetNeighbour(Default::default()),
+    )
+    .await?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Every route of every table and family (callers filter).
 pub async fn routes(handle: &mut Handle) -> io::Result<Vec<RouteMessage>> {
     let msgs = dump(

@@ -50,6 +50,9 @@ pub struct Endpoint {
     /// The interface has `IFF_NOARP` (Kata passed it on in the guest interface's raw flags).
     #[serde(default)]
     pub noarp: bool,
+    /// Static (`nud permanent`) neighbour entries on this interface: the guest gets them too.
+    #[serde(default)]
+    pub neighbors: Vec<crate::guest::Neighbor>,
 }
 
 /// An address with its prefix length, `10.88.0.2/16`.
@@ -131,7 +134,14 @@ pub fn scan(netns_path: &Path) -> Result<Vec<Endpoint>, ScanError> {
         let links = nl::links(&mut handle).await.map_err(err("links"))?;
         let addresses = nl::addresses(&mut handle).await.map_err(err("addresses"))?;
         let routes = nl::routes(&mut handle).await.map_err(err("routes"))?;
-        Ok::<_, ScanError>(endpoints_from(&links, &addresses, &routes))
+        let neighbors = nl::neighbors(&mut handle)
+            .await
+            .map_err(err("neighbours"))?;
+        let mut endpoints = endpoints_from(&links, &addresses, &routes);
+        for e in &mut endpoints {
+            e.neighbors = permanent_neighbors(&neighbors, e.index, &e.name);
+        }
+        Ok::<_, ScanError>(endpoints)
     })??;
     if endpoints.is_empty() {
         return Err(ScanError::NoUsableInterface(netns_path.to_path_buf()));
@@ -203,10 +213,50 @@ fn endpoints_from(
             routes,
             kind,
             noarp: link.header.flags.contains(LinkFlags::Noarp),
+            neighbors: Vec::new(),
         });
     }
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     endpoints
+}
+
+/// The permanent neighbour entries of link `index` (named `device`).
+fn permanent_neighbors(
+    all: &[rtnetlink::packet_route::neighbour::NeighbourMessage],
+    index: u32,
+    device: &str,
+) -> Vec<crate::guest::Neighbor> {
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourState,
+    };
+    all.iter()
+        .filter(|n| n.header.ifindex == index && n.header.state == NeighbourState::Permanent)
+        .filter_map(|n| {
+            let mut address = None;
+            let mut lladdr = None;
+            for a in &n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        address = Some(IpAddr::V4(*v4))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        address = Some(IpAddr::V6(*v6))
+                    }
+                    NeighbourAttribute::LinkLocalAddress(mac) if mac.len() == 6 => {
+                        lladdr = Some(nl::format_mac(mac))
+                    }
+                    _ => {}
+                }
+            }
+            Some(crate::guest::Neighbor {
+                address: address?,
+                device: device.to_string(),
+                lladdr: lladdr?,
+                state: u16::from(NeighbourState::Permanent),
+                flags: n.header.flags.bits(),
+            })
+        })
+        .collect()
 }
 
 /// The main-table unicast route `r` if its output device is link `index`.
@@ -401,6 +451,7 @@ mod tests {
                 driver: "ixgbevf".into(),
             },
             noarp: false,
+            neighbors: vec![],
         };
         let json = serde_json::to_string(&ep).expect("serialize");
         assert!(json.contains(r#""kind":{"type":"physical","pci_address":"0000:3b:00.1""#));

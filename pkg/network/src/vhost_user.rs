@@ -49,6 +49,7 @@ mod tests {
             routes: vec![],
             kind: LinkKind::Veth,
             noarp: false,
+            neighbors: vec![],
         };
         assert_eq!(socket_for(base.path(), &e), None);
         let dir = base.path().join("vhostuser_10.0.1.2");

@@ -49,6 +49,9 @@ pub(crate) struct SandboxNetwork {
 pub(crate) struct NetEndpoint {
     pub interface: Interface,
     pub routes: Vec<Route>,
+    /// Static ARP/NDP entries of the interface, given to the guest too.
+    #[serde(default)]
+    pub neighbors: Vec<network::guest::Neighbor>,
     pub device: NetDevice,
     pub attachment: Attachment,
     /// The root port it was hot-plugged into (`kata-network add-iface`); None: at boot.
@@ -215,6 +218,7 @@ pub(crate) fn attach(
             .filter(|r| r.protocol != Route::PROTOCOL_KERNEL)
             .cloned()
             .collect(),
+        neighbors: endpoint.neighbors.clone(),
         device: NetDevice {
             id,
             mac: endpoint.mac.clone(),
@@ -262,6 +266,18 @@ pub(crate) fn configure_guest(agent: &AgentClient, net: &SandboxNetwork) -> Resu
             .cloned()
             .collect(),
     )?;
+    let neighbors: Vec<_> = net
+        .endpoints
+        .iter()
+        .flat_map(|e| e.neighbors.iter())
+        .collect();
+    if !neighbors.is_empty() {
+        let mut list = msg::ARPNeighbors::new();
+        list.ARPNeighbors = neighbors.into_iter().map(conv::neighbor_to_proto).collect();
+        let mut req = msg::AddARPNeighborsRequest::new();
+        req.neighbors = Some(list).into();
+        agent.add_arp_neighbors(&req)?;
+    }
     Ok(())
 }
 
