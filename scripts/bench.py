@@ -258,6 +258,21 @@ def bench_network(env, work):
     return {k: stats([x for x in v if x]) if any(v) else None for k, v in results.items()}
 
 
+def bench_callers():
+    """ctr run --rm true and podman run --rm true, kata-runtime vs runc (integration's
+    caller-bench: its own containerd and podman roots)."""
+    exe = os.path.join(BIN, "caller-bench")
+    if not os.path.exists(exe):
+        return {}
+    r = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                       timeout=1800, env=dict(os.environ, BENCH_RUNS=str(N)))
+    try:
+        raw = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+    return {k: {rt: stats(v) if v else None for rt, v in per.items()} for k, per in raw.items()}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="kbench", dir="/tmp")
@@ -320,6 +335,7 @@ def main():
     member_add, member_rss = bench_pod(env, work)
     state20, list20 = bench_many(env, sleeper)
     net = bench_network(env, work)
+    callers = bench_callers()
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -333,7 +349,8 @@ def main():
                "state_20_s": stats(state20) if state20 else None,
                "list_20_s": stats(list20) if list20 else None,
                "rss_mib": rss,
-               "tcp_mbit_s": net}
+               "tcp_mbit_s": net,
+               "callers_s": callers}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -368,6 +385,14 @@ def main():
         if s:
             ratio = " %5.1f%% of ceiling" % (100 * s["median"] / ceiling) if ceiling and key != "netns" else ""
             print("%-34s %6.0f Mbit/s (min %.0f, max %.0f)%s" % (label, s["median"], s["min"], s["max"], ratio))
+        else:
+            print("%-34s   (failed)" % label)
+    for key, label in [("ctr_run_rm_true", "ctr run --rm true"), ("podman_run_rm_true", "podman run --rm true")]:
+        per = callers.get(key) or {}
+        kata, runc = per.get("kata"), per.get("runc")
+        if kata and runc:
+            print("%-34s %8.3fs kata, %8.3fs runc: %.1fx" % (label, kata["median"], runc["median"],
+                                                           kata["median"] / runc["median"]))
         else:
             print("%-34s   (failed)" % label)
     with open(os.path.join(OUT, "results.json"), "w") as f:

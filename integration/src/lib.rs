@@ -144,6 +144,17 @@ exec '{kata}' $extra "$@"
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 
+    /// For benchmarks: the runtime the callers are given becomes kata-runtime with only this
+    /// folder's configuration added (no call log, no debug log, no log copies).
+    pub fn write_plain_wrapper(&self) {
+        let script = format!(
+            "#!/bin/sh\nexec '{}' --kata-config '{}' \"$@\"\n",
+            runtime_bin().display(),
+            self.kata_config().display()
+        );
+        std::fs::write(self.runtime(), script).expect("writing the runtime wrapper");
+    }
+
     /// Every runtime call the callers made so far (global flags, verb, arguments).
     pub fn calls(&self) -> Vec<String> {
         std::fs::read_to_string(self.path().join("calls.log"))

@@ -52,6 +52,11 @@ impl Podman {
 
     /// `podman <our global flags> <args>` with our containers.conf.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with_runtime(&self.work.runtime(), args)
+    }
+
+    /// The same with another OCI runtime (`runc`, for comparisons).
+    pub fn command_with_runtime(&self, runtime: &std::path::Path, args: &[&str]) -> Command {
         let d = self.dir();
         let mut c = Command::new("podman");
         c.env("CONTAINERS_CONF", d.join("containers.conf"))
@@ -62,7 +67,7 @@ impl Podman {
             .arg("--tmpdir")
             .arg(d.join("tmp"))
             .arg("--runtime")
-            .arg(self.work.runtime())
+            .arg(runtime)
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
             .args(args);
         c

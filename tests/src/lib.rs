@@ -8,17 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Folder of the binaries under test: `KATA_BIN_DIR`, else the folder above the test
-/// executable (`target/<triple>/<profile>/deps/..`).
+/// Folder of the binaries under test: `KATA_BIN_DIR`, else the executable's own folder, or the
+/// one above it for a test executable (`target/<triple>/<profile>/deps/..`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("KATA_BIN_DIR") {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target folder")
-        .to_path_buf()
+    let dir = exe.parent().expect("target folder");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn runtime_bin() -> PathBuf {
