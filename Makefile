@@ -22,7 +22,8 @@ all: build guest
 deps:
 	@scripts/install-deps.sh
 
-build:
+# deps first: the integration crate's CRI client is generated with protoc at build time.
+build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
 # The guest image: Debian's generic kernel (uncompressed vmlinux) + an initramfs whose /init is
