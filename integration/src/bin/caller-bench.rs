@@ -28,7 +28,15 @@ fn main() {
     let fifo = fifo.to_str().unwrap_or_default().to_string();
     let ctr = |runtime: &str, id: String| {
         let cmd = c.command(&[
-            "run", "--rm", "--runtime", runtime, "--fifo-dir", &fifo, IMAGE, &id, "true",
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--fifo-dir",
+            &fifo,
+            IMAGE,
+            &id,
+            "true",
         ]);
         run_cmd(cmd, b"", T).code() == 0
     };
@@ -41,7 +49,16 @@ fn main() {
     let podman = |runtime: &Path| {
         let cmd = p.command_with_runtime(
             runtime,
-            &["run", "--rm", "--network", "none", "--pull", "never", IMAGE, "true"],
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--pull",
+                "never",
+                IMAGE,
+                "true",
+            ],
         );
         run_cmd(cmd, b"", T).code() == 0
     };

@@ -67,6 +67,11 @@ pub struct Qemu {
     /// "auto", "kvm" or "tcg".
     pub accelerator: String,
     pub enable_debug: bool,
+    /// How block devices reach the guest: "virtio-blk" (the only driver so far).
+    pub block_device_driver: String,
+    /// Share a rootfs that is a block device's mount as files instead of hot-plugging the
+    /// device (Kata 1.x's key).
+    pub disable_block_device_use: bool,
 }
 
 impl Default for Qemu {
@@ -85,9 +90,11 @@ impl Default for Qemu {
             shared_fs: "virtio-9p".into(),
             msize_9p: 512000,
             virtio_fs_daemon: "/usr/lib/qemu/virtiofsd".into(),
-            virtio_fs_cache: "none".into(),
+            virtio_fs_cache: "auto".into(),
             accelerator: "auto".into(),
             enable_debug: false,
+            block_device_driver: "virtio-blk".into(),
+            disable_block_device_use: false,
         }
     }
 }

@@ -191,6 +191,7 @@ impl AgentService for Agent {
                 &self.reaper,
             )
             .map_err(to_rpc)?;
+        storage::release_container(&req.container_id);
         Ok(Empty::new())
     }
 

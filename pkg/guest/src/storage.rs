@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("no disk with serial {serial:?} appeared within {waited:?}")]
+    NoDisk {
+        serial: String,
+        waited: std::time::Duration,
+    },
     #[error("storage for {mount_point}: unsupported driver {driver:?}")]
     Driver { driver: String, mount_point: String },
     #[error("storage has no mount point")]
@@ -24,7 +29,7 @@ pub fn mount_storage(s: &Storage) -> Result<PathBuf, Error> {
     }
     let target = PathBuf::from(&s.mount_point);
     match s.driver.as_str() {
-        "9p" | "virtio-fs" | "virtiofs" | "local" | "tmpfs" | "ephemeral" => {}
+        "9p" | "virtio-fs" | "virtiofs" | "local" | "tmpfs" | "ephemeral" | "blk" => {}
         other => {
             return Err(Error::Driver {
                 driver: other.into(),
@@ -39,11 +44,72 @@ pub fn mount_storage(s: &Storage) -> Result<PathBuf, Error> {
         log::warn!("late kernel modules still loading after {LATE_MODULES_WAIT:?}");
     }
     ensure_dir(&target)?;
+    // An ephemeral volume (emptyDir) is the pod's: the first container mounts it, the others
+    // share it.
+    if s.driver == "ephemeral" && is_mount_point(&target) {
+        return Ok(target);
+    }
     let opts = parse_options(&s.options);
     let fstype = (!s.fstype.is_empty()).then_some(s.fstype.as_str());
-    mounts::mount_with_options(Some(Path::new(&s.source)), &target, fstype, &opts)?;
+    // A hot-plugged disk is named by its serial; the guest's name for it (vdX) is found in
+    // sysfs once the kernel has probed it.
+    let source = match s.driver.as_str() {
+        "blk" => disk_by_serial(&s.source, DISK_WAIT)?,
+        _ => PathBuf::from(&s.source),
+    };
+    mounts::mount_with_options(Some(&source), &target, fstype, &opts)?;
     log::info!("mounted {} ({}) on {}", s.source, s.fstype, s.mount_point);
     Ok(target)
+}
+
+/// How long a hot-plugged disk may take to show up.
+const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `/dev/vdX` of the virtio disk whose serial is `serial`, waiting up to `wait` for it.
+fn disk_by_serial(serial: &str, wait: std::time::Duration) -> Result<PathBuf, Error> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(entries) = std::fs::read_dir("/sys/block") {
+            for e in entries.flatten() {
+                let found = std::fs::read_to_string(e.path().join("serial"))
+                    .is_ok_and(|s| s.trim() == serial);
+                if found {
+                    let dev = Path::new("/dev").join(e.file_name());
+                    if dev.exists() {
+                        return Ok(dev);
+                    }
+                }
+            }
+        }
+        if started.elapsed() >= wait {
+            return Err(Error::NoDisk {
+                serial: serial.to_string(),
+                waited: wait,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Where the runtime has the agent mount a container's block rootfs (see the runtime's
+/// `blockdev::GUEST_BLOCK_ROOT`).
+pub const BLOCK_ROOT: &str = "/run/kata-containers/blk";
+
+/// After a container is removed: its block rootfs is unmounted so the disk can be unplugged.
+pub fn release_container(container_id: &str) {
+    let root = Path::new(BLOCK_ROOT).join(container_id);
+    if is_mount_point(&root) {
+        unmount(&root);
+        let _ = std::fs::remove_dir(&root);
+    }
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(m) == path)
 }
 
 pub fn unmount(path: &Path) {

@@ -586,7 +586,7 @@ mod tests {
             s(&[
                 "--socket-path=/run/vc/vm/abc/vhost-fs.sock",
                 "-o", "source=/run/kata/shared/abc",
-                "-o", "cache=none",
+                "-o", "cache=auto",
                 "-o", "sandbox=namespace",
                 "-f",
             ])

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod block;
 pub mod cmdline;
 pub mod config;
 mod kvm_guest;

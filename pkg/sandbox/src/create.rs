@@ -82,6 +82,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         });
     }
 
+    share::prepare_shared_dir(&shared_dir)?;
     let q = &rt.config.hypervisor.qemu;
     let debug = q.enable_debug || rt.config.agent.kata.enable_debug;
     let mut vm = VmConfig::new(crate::short_name(sandbox_id), &vm_dir, kernel, &shared_dir);
@@ -117,7 +118,12 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
             daemon: q.virtio_fs_daemon.clone(),
             cache: q.virtio_fs_cache.clone(),
         },
-        _ => SharedFs::Virtio9p { msize: q.msize_9p },
+        "virtio-9p" | "" => SharedFs::Virtio9p { msize: q.msize_9p },
+        other => {
+            return Err(Error::Unsupported(format!(
+                "configuration [hypervisor.qemu] shared_fs = {other:?}: expected \"virtio-9p\" or \"virtio-fs\""
+            )))
+        }
     };
     let net = crate::network::setup(&netns_plan, net_model, &vm_dir, &mut undo)?;
     vm.netns = net.netns.clone();
@@ -185,6 +191,8 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         proxy_socket: &proxy_socket,
         shim_bin: &shim_bin,
         debug,
+        vm: qemu.config(),
+        used_ports: Vec::new(),
     };
     let (shim, record) = add_container(rt, opts, &bundle, &target, &agent, &mut undo, |_| {})?;
     rt.store.save_sandbox(&SandboxRecord {
@@ -238,6 +246,10 @@ pub(crate) struct Target<'a> {
     pub proxy_socket: &'a Path,
     pub shim_bin: &'a Path,
     pub debug: bool,
+    /// The VM, for device hot-plug.
+    pub vm: &'a hypervisor::VmConfig,
+    /// PCIe root ports already taken by hot-plugged devices.
+    pub used_ports: Vec<String>,
 }
 
 /// Adds a container to a running sandbox: its rootfs and bind mounts shared into the VM, the
@@ -253,12 +265,41 @@ pub(crate) fn add_container(
     edit_spec: impl FnOnce(&mut oci_spec::runtime::Spec),
 ) -> Result<(Child, ContainerRecord)> {
     let id = opts.id;
-    let (mut guest_spec, share_base) =
-        share::share_container(target.shared_dir, id, &bundle.rootfs, &bundle.spec)?;
+    let block_rootfs = if rt.config.hypervisor.qemu.disable_block_device_use {
+        None
+    } else {
+        crate::blockdev::rootfs_device(&bundle.rootfs)
+    };
+    if let Some(dev) = &block_rootfs {
+        crate::blockdev::check_unused(rt, dev)?;
+    }
+    let shared_rootfs = block_rootfs.is_none().then_some(bundle.rootfs.as_path());
+    let (mut guest_spec, share_base, mut storages) =
+        share::share_container(target.shared_dir, id, shared_rootfs, &bundle.spec)?;
     {
         let b = share_base.clone();
         undo.push("unshare rootfs", move || share::unshare_container(&b));
     }
+    let disk = match &block_rootfs {
+        Some(dev) => {
+            let bus = crate::blockdev::free_port(target.vm, &target.used_ports)?;
+            let disk =
+                crate::blockdev::plug(target.vm_dir, id, dev, bus, false, rt.call_timeout())?;
+            {
+                let (vm_dir, d, t) = (target.vm_dir.to_path_buf(), disk.clone(), rt.call_timeout());
+                undo.push("unplug rootfs disk", move || {
+                    crate::blockdev::unplug(&vm_dir, &d, t)
+                });
+            }
+            storages.push(crate::blockdev::storage(id, &disk, &dev.fstype));
+            if let Some(mut root) = guest_spec.root().clone() {
+                root.set_path(crate::blockdev::guest_root(id));
+                guest_spec.set_root(Some(root));
+            }
+            Some(disk)
+        }
+        None => None,
+    };
     edit_spec(&mut guest_spec);
     let spec_json = serde_json::to_vec(&guest_spec)
         .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
@@ -266,6 +307,7 @@ pub(crate) fn add_container(
     req.container_id = id.into();
     req.exec_id = id.into();
     req.oci_spec_json = spec_json;
+    req.storages = storages;
     agent.create_container(&req)?;
     {
         let socket = target.proxy_socket.to_path_buf();
@@ -327,6 +369,7 @@ pub(crate) fn add_container(
         rootfs_mount: share_base,
         created: crate::time::now_rfc3339(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        block_rootfs: disk,
     };
     Ok((shim, record))
 }

@@ -3,6 +3,7 @@
 //! booted, the proxy started, the agent asked to create the container, the shim spawned, the
 //! records saved, and the pid file written last.
 
+mod blockdev;
 mod console;
 mod create;
 mod exec;
@@ -127,13 +128,17 @@ pub(crate) fn short_name(id: &str) -> String {
     if id.len() <= 48 {
         return id.to_string();
     }
-    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    format!("{}-{:016x}", &id[..31], fnv1a(id))
+}
+
+/// FNV-1a: stable across runs and versions, unlike std's hasher.
+pub(crate) fn fnv1a(text: &str) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in id.bytes() {
+    for b in text.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    format!("{}-{h:016x}", &id[..31])
+    h
 }
 
 #[cfg(test)]

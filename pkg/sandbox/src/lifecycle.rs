@@ -193,6 +193,10 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
         forget_one(rt, rec);
     } else {
         teardown_one(agent.as_ref(), &rec);
+        // The agent has unmounted it: the disk can leave the running VM.
+        if let Some(disk) = &rec.block_rootfs {
+            crate::blockdev::unplug(&sb.vm_dir, disk, rt.call_timeout());
+        }
         forget_one(rt, rec);
         let mut sb = sb;
         sb.containers.retain(|c| c != id);

@@ -48,6 +48,9 @@ pub fn create(
     let sb = running_sandbox(rt, id, sandbox_id).map(|_| sb)?;
     let agent = AgentClient::connect(&sb.proxy_socket, rt.call_timeout())?;
     let debug = rt.config.hypervisor.qemu.enable_debug || rt.config.agent.kata.enable_debug;
+    let vm = serde_json::from_value::<QemuState>(sb.hypervisor.clone())
+        .map_err(|e| Error::Unsupported(format!("sandbox {sandbox_id}: hypervisor state: {e}")))?
+        .config;
     let target = Target {
         sandbox_id,
         vm_dir: &sb.vm_dir,
@@ -55,6 +58,8 @@ pub fn create(
         proxy_socket: &sb.proxy_socket,
         shim_bin: &shim_bin,
         debug,
+        vm: &vm,
+        used_ports: crate::blockdev::used_ports(rt, Some(&sb)),
     };
     let (shim, record) = add_container(
         rt,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use store::{LockMode, SandboxRecord, Status};
 
-use crate::network::{self as net, NetEndpoint, SandboxNetwork};
+use crate::network::{self as net, SandboxNetwork};
 use crate::rollback::Rollback;
 use crate::{Error, Result, Runtime};
 
@@ -199,12 +199,8 @@ pub fn add_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
         ))
     })?;
     let qemu = qemu_of(&sb)?;
-    let bus = free_bus(qemu.config(), &netw.endpoints).ok_or_else(|| {
-        Error::Network(format!(
-            "sandbox {}: no free PCIe root port left for a NIC (hotplug_root_ports)",
-            sb.id
-        ))
-    })?;
+    let bus =
+        crate::blockdev::free_port(qemu.config(), &crate::blockdev::used_ports(rt, Some(&sb)))?;
     let dev_id = (0..)
         .map(|n| format!("net{n}"))
         .find(|n| netw.endpoints.iter().all(|e| &e.device.id != n))
@@ -225,6 +221,7 @@ pub fn add_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
         net::vhost_net_usable(),
     )
     .map_err(net::net_err)?;
+    // The root bus (machines without root ports) is recorded as "": still hot-plugged.
     ep.hotplug_bus = Some(bus.unwrap_or_default());
     if wanted.mac.is_empty() {
         wanted.mac.clone_from(&ep.interface.mac);
@@ -249,22 +246,6 @@ pub fn add_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
     save_network(rt, sb, &netw)?;
     undo.disarm();
     Ok(from_proto(&got))
-}
-
-/// The root port a hot-plugged NIC goes on: `Some(rpN)` on q35, `None` (the root bus) on
-/// machines without root ports; the outer `None` when every port is taken.
-fn free_bus(vm: &hypervisor::VmConfig, endpoints: &[NetEndpoint]) -> Option<Option<String>> {
-    if !vm.machine_type.contains("q35") {
-        return Some(None);
-    }
-    (1..=vm.hotplug_root_ports)
-        .map(|i| format!("rp{i}"))
-        .find(|rp| {
-            endpoints
-                .iter()
-                .all(|e| e.hotplug_bus.as_deref() != Some(rp.as_str()))
-        })
-        .map(Some)
 }
 
 /// `kata-network del-iface`: unplugs the guest NIC named in the JSON (or with its MAC) and

@@ -295,6 +295,18 @@ pub(crate) fn update_routes(agent: &AgentClient, routes: Vec<Route>) -> Result<m
     Ok(agent.update_routes(&req)?)
 }
 
+/// The PCIe root ports the sandbox's hot-plugged NICs are on.
+pub(crate) fn hotplug_ports(recorded: &serde_json::Value) -> Vec<String> {
+    serde_json::from_value::<SandboxNetwork>(recorded.clone())
+        .map(|n| {
+            n.endpoints
+                .into_iter()
+                .filter_map(|e| e.hotplug_bus)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Undoes everything the sandbox's network changed; called after the VM has stopped.
 pub(crate) fn teardown(sandbox_id: &str, recorded: &serde_json::Value) {
     if recorded.is_null() {

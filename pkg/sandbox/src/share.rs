@@ -11,6 +11,33 @@ use std::path::{Path, PathBuf};
 /// The guest mount point of the shared folder (must match the agent's `SHARED_MOUNT`).
 pub const GUEST_SHARED: &str = "/run/kata-containers/shared/containers";
 
+/// Where the guest keeps a pod's ephemeral volumes (Kubernetes emptyDir): one tmpfs per
+/// volume name, shared by the pod's containers, gone with the VM.
+pub const GUEST_EPHEMERAL: &str = "/run/kata-containers/sandbox/ephemeral";
+
+/// The path element kubelet puts in an emptyDir volume's host path.
+const EMPTY_DIR_MARK: &str = "kubernetes.io~empty-dir";
+
+/// The emptyDir volume name of a bind-mount source, if it is one
+/// (`.../volumes/kubernetes.io~empty-dir/<name>`).
+fn empty_dir_name(source: &Path) -> Option<String> {
+    let mut parts = source.components().rev();
+    let name = parts.next()?.as_os_str().to_str()?.to_string();
+    let mark = parts.next()?.as_os_str();
+    (mark == EMPTY_DIR_MARK && oci::validate_id(&name).is_ok()).then_some(name)
+}
+
+/// The storage that makes the agent mount an emptyDir's tmpfs (once per pod).
+fn ephemeral_storage(guest_path: &Path) -> protocols::agent::Storage {
+    let mut s = protocols::agent::Storage::new();
+    s.driver = "ephemeral".into();
+    s.source = "tmpfs".into();
+    s.fstype = "tmpfs".into();
+    s.options = vec!["nodev".into()];
+    s.mount_point = guest_path.display().to_string();
+    s
+}
+
 fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
     let err = |errno| Error::Mount {
         what: "bind-mounting into the shared folder",
@@ -44,6 +71,26 @@ fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
         .map_err(err)?;
     }
     Ok(())
+}
+
+/// Makes the sandbox's shared folder a mount point of its own with shared propagation, before
+/// the VM starts: virtiofsd serves it from a mount namespace of its own, taken when it starts,
+/// so the rootfs and volume binds made later only reach it by propagation.
+pub fn prepare_shared_dir(dir: &Path) -> Result<()> {
+    let err = |errno| Error::Mount {
+        what: "making the shared folder a shared mount",
+        path: dir.to_path_buf(),
+        errno,
+    };
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(err)
 }
 
 /// Detaches every mount at or below `dir`, deepest first.
@@ -89,25 +136,32 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
 
 /// Shares a container's rootfs and bind-mount sources; returns the spec for the guest and the
 /// host folder holding the container's share (`<shared>/<cid>`).
+/// Returns the guest spec, the container's folder in the share, and the storages the agent
+/// must mount for it (emptyDir volumes).
+/// `rootfs` None: the rootfs reaches the guest another way (a hot-plugged block device) and
+/// the spec's root is left for the caller to set.
 pub fn share_container(
     shared_dir: &Path,
     container_id: &str,
-    rootfs: &Path,
+    rootfs: Option<&Path>,
     spec: &Spec,
-) -> Result<(Spec, PathBuf)> {
+) -> Result<(Spec, PathBuf, Vec<protocols::agent::Storage>)> {
     let base = shared_dir.join(container_id);
-    let host_rootfs = base.join("rootfs");
-    std::fs::create_dir_all(&host_rootfs).map_err(crate::io_err("creating", &host_rootfs))?;
-    bind(rootfs, &host_rootfs, false)?;
+    std::fs::create_dir_all(&base).map_err(crate::io_err("creating", &base))?;
     let guest_base = Path::new(GUEST_SHARED).join(container_id);
-
     let mut guest_spec = spec.clone();
-    if let Some(root) = guest_spec.root().clone() {
-        let mut root = root;
-        root.set_path(guest_base.join("rootfs"));
-        guest_spec.set_root(Some(root));
+    if let Some(rootfs) = rootfs {
+        let host_rootfs = base.join("rootfs");
+        std::fs::create_dir_all(&host_rootfs).map_err(crate::io_err("creating", &host_rootfs))?;
+        bind(rootfs, &host_rootfs, false)?;
+        if let Some(root) = guest_spec.root().clone() {
+            let mut root = root;
+            root.set_path(guest_base.join("rootfs"));
+            guest_spec.set_root(Some(root));
+        }
     }
     let mut mounts = guest_spec.mounts().clone().unwrap_or_default();
+    let mut storages = Vec::new();
     for (i, m) in mounts.iter_mut().enumerate() {
         let is_bind = m.typ().as_deref() == Some("bind")
             || m.options()
@@ -118,6 +172,13 @@ pub fn share_container(
             continue;
         };
         if !is_bind {
+            continue;
+        }
+        // An emptyDir lives in the guest, not in the host folder kubelet made for it.
+        if let Some(name) = empty_dir_name(&source) {
+            let guest = Path::new(GUEST_EPHEMERAL).join(name);
+            storages.push(ephemeral_storage(&guest));
+            m.set_source(Some(guest));
             continue;
         }
         let source = match source.canonicalize() {
@@ -153,7 +214,7 @@ pub fn share_container(
     if !mounts.is_empty() {
         guest_spec.set_mounts(Some(mounts));
     }
-    Ok((guest_spec, base))
+    Ok((guest_spec, base, storages))
 }
 
 /// Undoes `share_container`.
@@ -168,6 +229,17 @@ pub fn unshare_container(base: &Path) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn empty_dir_volumes_are_recognised() {
+        use std::path::Path;
+        let p = Path::new("/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache");
+        assert_eq!(super::empty_dir_name(p).as_deref(), Some("cache"));
+        let p = Path::new("/var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/token");
+        assert_eq!(super::empty_dir_name(p), None);
+        let p = Path::new("/x/kubernetes.io~empty-dir/..");
+        assert_eq!(super::empty_dir_name(p), None);
+    }
+
     #[test]
     fn mountinfo_escapes() {
         assert_eq!(

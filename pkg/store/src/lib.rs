@@ -78,6 +78,22 @@ pub struct ContainerRecord {
     pub created: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The block device hot-plugged into the VM as this container's rootfs, if any.
+    #[serde(default)]
+    pub block_rootfs: Option<BlockDevice>,
+}
+
+/// A host block device given to a VM as a virtio-blk disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    /// QEMU's disk id (`drive-<id>`, `blk-<id>`).
+    pub id: String,
+    /// The host device (`/dev/loop3`, `/dev/dm-1`).
+    pub path: PathBuf,
+    /// What the guest finds it by (/sys/block/vdX/serial).
+    pub serial: String,
+    /// The PCIe root port it is on (None: the root bus).
+    pub bus: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +240,7 @@ mod tests {
             rootfs_mount: "/r".into(),
             created: "2026-01-01T00:00:00Z".into(),
             annotations: HashMap::new(),
+            block_rootfs: None,
         }
     }
 

@@ -4,11 +4,13 @@
 //! youki's runtimetest and the OCI runtime-tools validation.
 //!
 //! Output: one line per check on stdout, `PASS <check>`, `FAIL <check>: <expected vs actual>`
-//! or `SKIP <check>: <why>`. A field the spec does not set is not checked. Exit status 0 when
+//! or `SKIP <check>: <why>`. A field the spec does not set is not checked. `--fs DIR` and
+//! `--fs-ro DIR` check file semantics in a (shared) folder instead. Exit status 0 when
 //! nothing failed, 1 otherwise, 2 on bad usage.
 
 mod caps;
 mod cgroups;
+mod fs;
 mod linux;
 mod mounts;
 mod process;
@@ -21,14 +23,18 @@ use report::{Outcome, Report};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, path] = args.as_slice() else {
-        eprintln!("usage: kata-spec-checker SPEC.json");
-        std::process::exit(2);
-    };
     let mut report = Report::default();
-    match Spec::load(path) {
-        Ok(spec) => run_all(&spec, &mut report),
-        Err(e) => report.record("spec", Outcome::Fail(format!("reading {path}: {e}"))),
+    match args.as_slice() {
+        [_, flag, dir] if flag == "--fs" => fs::check_rw(std::path::Path::new(dir), &mut report),
+        [_, flag, dir] if flag == "--fs-ro" => fs::check_ro(std::path::Path::new(dir), &mut report),
+        [_, path] => match Spec::load(path) {
+            Ok(spec) => run_all(&spec, &mut report),
+            Err(e) => report.record("spec", Outcome::Fail(format!("reading {path}: {e}"))),
+        },
+        _ => {
+            eprintln!("usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR");
+            std::process::exit(2);
+        }
     }
     eprintln!(
         "kata-spec-checker: {} passed, {} failed, {} skipped",

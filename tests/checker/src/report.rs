@@ -16,6 +16,14 @@ impl Outcome {
         }
     }
 
+    /// This outcome, unless it passed and `ok` is false: then a failure saying `problem`.
+    pub fn and(self, ok: bool, problem: &str) -> Outcome {
+        match self {
+            Outcome::Pass if !ok => Outcome::Fail(problem.to_string()),
+            other => other,
+        }
+    }
+
     /// Pass when there is no problem, else a failure listing them.
     pub fn from_problems(problems: Vec<String>) -> Outcome {
         if problems.is_empty() {

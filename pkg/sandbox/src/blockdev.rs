@@ -1,0 +1,210 @@
+//! Block-device rootfs (Kata 1.x's devicemapper path): when a bundle's rootfs is the mount
+//! point of a host block device (loop, device-mapper), the device itself is hot-plugged into
+//! the VM as a virtio-blk disk and the agent mounts it as the container's root, instead of the
+//! files going through the shared filesystem.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hypervisor::QmpClient;
+use store::{BlockDevice, SandboxRecord};
+
+use crate::{Error, Result, Runtime};
+
+/// Where the agent mounts a container's block rootfs (`<dir>/<container id>`).
+pub const GUEST_BLOCK_ROOT: &str = "/run/kata-containers/blk";
+
+/// A host block device mounted (whole) at a rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootfsDevice {
+    pub path: PathBuf,
+    pub fstype: String,
+}
+
+/// The block device mounted at `rootfs`, if the rootfs is the top of such a mount.
+pub(crate) fn rootfs_device(rootfs: &Path) -> Option<RootfsDevice> {
+    let rootfs = rootfs.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    from_mountinfo(&info, &rootfs)
+}
+
+/// The last (topmost) mount at `rootfs` in `mountinfo`, when it is a whole filesystem whose
+/// source is a block device with the mount's device number.
+fn from_mountinfo(mountinfo: &str, rootfs: &Path) -> Option<RootfsDevice> {
+    let line = mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4).map(Path::new) == Some(rootfs))?;
+    let fields: Vec<&str> = line.split(' ').collect();
+    let (majmin, root) = (fields.get(2)?, fields.get(3)?);
+    let sep = fields.iter().position(|f| *f == "-")?;
+    let (fstype, source) = (fields.get(sep + 1)?, fields.get(sep + 2)?);
+    if *root != "/" || !source.starts_with("/dev/") {
+        return None;
+    }
+    let meta = std::fs::metadata(source).ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let (major, minor) = majmin.split_once(':')?;
+    let (major, minor): (u64, u64) = (major.parse().ok()?, minor.parse().ok()?);
+    if nix::sys::stat::major(rdev) != major || nix::sys::stat::minor(rdev) != minor {
+        return None;
+    }
+    Some(RootfsDevice {
+        path: PathBuf::from(source),
+        fstype: fstype.to_string(),
+    })
+}
+
+/// Refuses a device another container of this runtime already has in its VM.
+pub(crate) fn check_unused(rt: &Runtime, dev: &RootfsDevice) -> Result<()> {
+    for state in crate::lifecycle::list(rt) {
+        if let Ok(rec) = rt.store.load_container(&state.id) {
+            if rec
+                .block_rootfs
+                .as_ref()
+                .is_some_and(|b| b.path == dev.path)
+            {
+                return Err(Error::Unsupported(format!(
+                    "block device {} is in use by container {}",
+                    dev.path.display(),
+                    rec.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PCIe root ports taken in sandbox `sb` (hot-plugged NICs and block devices).
+pub(crate) fn used_ports(rt: &Runtime, sb: Option<&SandboxRecord>) -> Vec<String> {
+    let Some(sb) = sb else {
+        return Vec::new();
+    };
+    let mut used = crate::network::hotplug_ports(&sb.network);
+    for id in &sb.containers {
+        if let Ok(rec) = rt.store.load_container(id) {
+            if let Some(bus) = rec.block_rootfs.and_then(|b| b.bus) {
+                used.push(bus);
+            }
+        }
+    }
+    used
+}
+
+/// The first free root port: `Some(rpN)` on q35, `None` (root bus) elsewhere; an error when
+/// every port is taken.
+pub(crate) fn free_port(vm: &hypervisor::VmConfig, used: &[String]) -> Result<Option<String>> {
+    if !vm.machine_type.contains("q35") {
+        return Ok(None);
+    }
+    (1..=vm.hotplug_root_ports)
+        .map(|i| format!("rp{i}"))
+        .find(|rp| !used.contains(rp))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "sandbox {}: no free PCIe root port left to hot-plug a device into \
+                 (hotplug_root_ports = {})",
+                vm.sandbox_id, vm.hotplug_root_ports
+            ))
+        })
+}
+
+/// A short serial the guest finds the disk by (virtio-blk keeps 20 characters).
+pub(crate) fn serial_for(container_id: &str) -> String {
+    format!("kata{:016x}", crate::fnv1a(container_id))
+}
+
+fn qmp(vm_dir: &Path, timeout: Duration) -> Result<QmpClient> {
+    QmpClient::connect(&hypervisor::config::qmp_socket_in(vm_dir), timeout)
+        .map_err(|e| Error::Unsupported(e.to_string()))
+}
+
+/// Hot-plugs `dev` into the VM of `vm_dir` as container `container_id`'s rootfs disk.
+pub(crate) fn plug(
+    vm_dir: &Path,
+    container_id: &str,
+    dev: &RootfsDevice,
+    bus: Option<String>,
+    read_only: bool,
+    timeout: Duration,
+) -> Result<BlockDevice> {
+    let serial = serial_for(container_id);
+    let id = format!("root{}", &serial[4..]);
+    let mut q = qmp(vm_dir, timeout)?;
+    hypervisor::block::plug(&mut q, &id, &dev.path, &serial, bus.as_deref(), read_only)
+        .map_err(|e| Error::Unsupported(format!("hot-plugging {}: {e}", dev.path.display())))?;
+    log::info!(
+        "container {container_id}: {} hot-plugged as disk {id} (serial {serial}) on {}",
+        dev.path.display(),
+        bus.as_deref().unwrap_or("the root bus")
+    );
+    Ok(BlockDevice {
+        id,
+        path: dev.path.clone(),
+        serial,
+        bus,
+    })
+}
+
+/// Unplugs a container's disk from the running VM (the guest has unmounted it).
+pub(crate) fn unplug(vm_dir: &Path, disk: &BlockDevice, timeout: Duration) {
+    let result = qmp(vm_dir, timeout).and_then(|mut q| {
+        // PCIe hot-unplug waits out the guest's 5 s "attention button" window.
+        hypervisor::block::unplug(&mut q, &disk.id, Duration::from_secs(20))
+            .map_err(|e| Error::Unsupported(e.to_string()))
+    });
+    match result {
+        Ok(()) => log::info!("disk {} ({}) unplugged", disk.id, disk.path.display()),
+        Err(e) => log::warn!("unplugging disk {} ({}): {e}", disk.id, disk.path.display()),
+    }
+}
+
+/// The storage that makes the agent mount the disk as the container's root.
+pub(crate) fn storage(
+    container_id: &str,
+    disk: &BlockDevice,
+    fstype: &str,
+) -> protocols::agent::Storage {
+    let mut s = protocols::agent::Storage::new();
+    s.driver = "blk".into();
+    s.source = disk.serial.clone();
+    s.fstype = fstype.into();
+    s.mount_point = guest_root(container_id).display().to_string();
+    s
+}
+
+pub(crate) fn guest_root(container_id: &str) -> PathBuf {
+    Path::new(GUEST_BLOCK_ROOT).join(container_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_parsing_takes_the_top_whole_mount_of_a_block_device() {
+        // /dev/null is a character device: never taken, whatever the numbers say.
+        let info = "36 35 1:3 / /b/rootfs rw,relatime - ext4 /dev/null rw\n";
+        assert_eq!(from_mountinfo(info, Path::new("/b/rootfs")), None);
+        // A subtree bind of a filesystem is not its device.
+        let info = "36 35 7:0 /sub /b/rootfs rw - ext4 /dev/loop0 rw\n";
+        assert_eq!(from_mountinfo(info, Path::new("/b/rootfs")), None);
+        // Not a device path (overlay, tmpfs).
+        let info = "36 35 0:50 / /b/rootfs rw - overlay overlay rw,lowerdir=/x\n";
+        assert_eq!(from_mountinfo(info, Path::new("/b/rootfs")), None);
+        // Another mount point.
+        let info = "36 35 7:0 / /b/other rw - ext4 /dev/loop0 rw\n";
+        assert_eq!(from_mountinfo(info, Path::new("/b/rootfs")), None);
+    }
+
+    #[test]
+    fn serials_fit_virtio_blk() {
+        let s = serial_for(&"x".repeat(200));
+        assert!(s.len() <= 20, "{s}");
+        assert_ne!(serial_for("a"), serial_for("b"));
+    }
+}

@@ -1,0 +1,167 @@
+//! Storage: the rootfs and bind-mount volumes reach the guest over the sandbox's shared
+//! filesystem, 9p or virtio-fs, with the host's file semantics. `kata-spec-checker --fs DIR`
+//! (copied into the rootfs) exercises them from inside: write + fsync + read, rename, hard
+//! link, symlink, chmod, ownership, a shared mmap.
+
+use e2e_tests::{bin_dir, edit_spec, Env};
+use serde_json::json;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(120);
+const CHECKER: &str = "kata-spec-checker";
+
+fn set_shared_fs(env: &Env, fs: &str) {
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text += &format!("\n[hypervisor.qemu]\nshared_fs = \"{fs}\"\n");
+    std::fs::write(&env.config, text).unwrap();
+}
+
+fn volumes_behave_as_on_the_host(fs: &str) {
+    let env = Env::new();
+    set_shared_fs(&env, fs);
+    let vol = env.path().join("vol");
+    let ro = env.path().join("ro");
+    for d in [&vol, &ro] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(vol.join("host-file"), "from-host\n").unwrap();
+    std::os::unix::fs::chown(vol.join("host-file"), Some(1234), Some(5678)).unwrap();
+    std::fs::write(ro.join("kept"), "read-only\n").unwrap();
+
+    let script = "cat /vol/host-file; stat -c owner=%u:%g /vol/host-file; \
+                  echo from-container > /vol/container-file; \
+                  /kata-spec-checker --fs /vol && /kata-spec-checker --fs-ro /ro && \
+                  /kata-spec-checker --fs /tmp; echo checker-exit=$?";
+    let b = env.bundle("vols", &["sh", "-c", script]);
+    std::fs::copy(bin_dir().join(CHECKER), b.join("rootfs").join(CHECKER)).unwrap();
+    edit_spec(&b, |s| {
+        let mounts = s["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/vol", "type": "bind", "source": vol,
+                           "options": ["rbind", "rw"]}));
+        mounts.push(json!({"destination": "/ro", "type": "bind", "source": ro,
+                           "options": ["rbind", "ro"]}));
+    });
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "vols"], b"", T);
+    let stdout = out.stdout_str();
+    assert_eq!(out.code(), 0, "{fs}: {stdout} {}", out.stderr);
+    assert!(
+        stdout.contains("from-host"),
+        "{fs}: the host's file: {stdout}"
+    );
+    assert!(
+        stdout.contains("owner=1234:5678"),
+        "{fs}: ownership: {stdout}"
+    );
+    assert!(!stdout.contains("FAIL"), "{fs}: {stdout}");
+    assert!(stdout.contains("PASS fs.mmap"), "{fs}: {stdout}");
+    assert!(stdout.contains("PASS fs_ro.create"), "{fs}: {stdout}");
+    assert!(stdout.contains("checker-exit=0"), "{fs}: {stdout}");
+    // What the container wrote is on the host, owned by the container's user (root).
+    let written = vol.join("container-file");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "from-container\n"
+    );
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), 0);
+    assert_eq!(
+        std::fs::read_to_string(ro.join("kept")).unwrap(),
+        "read-only\n"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn vm_storage_9p_volumes() {
+    volumes_behave_as_on_the_host("virtio-9p");
+}
+
+#[test]
+fn vm_storage_virtio_fs_volumes() {
+    volumes_behave_as_on_the_host("virtio-fs");
+}
+
+/// A bind-mount volume whose source does not exist: one line, exit 1, nothing left.
+#[test]
+fn vm_storage_missing_volume_source() {
+    let env = Env::new();
+    let b = env.bundle("novol", &["true"]);
+    let missing = env.path().join("no-such-volume");
+    edit_spec(&b, |s| {
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/vol", "type": "bind", "source": missing,
+            "options": ["rbind", "rw"]
+        }));
+    });
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "novol"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-volume"), "{}", out.stderr);
+    env.assert_clean();
+}
+
+/// Kubernetes emptyDir: a bind-mount source under `kubernetes.io~empty-dir` becomes a tmpfs in
+/// the guest shared by the pod's containers (the host folder stays untouched), gone with the pod.
+#[test]
+fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
+    let env = Env::new();
+    let host_dir = env
+        .path()
+        .join("pods/uid1/volumes/kubernetes.io~empty-dir/cache");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let with_cache = |s: &mut serde_json::Value| {
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/cache", "type": "bind", "source": host_dir,
+            "options": ["rbind", "rw"]
+        }));
+    };
+    let sb = env.bundle(
+        "edsb",
+        &["sh", "-c", "echo from-sandbox > /cache/x; exec sleep 1000"],
+    );
+    edit_spec(&sb, |s| {
+        s["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+        with_cache(s);
+    });
+    let out = env.run(
+        &["run", "-d", "--bundle", sb.to_str().unwrap(), "edsb"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "sandbox: {}", out.stderr);
+    let member = env.bundle(
+        "edm",
+        &["sh", "-c", "while [ ! -e /cache/x ]; do sleep 0.1; done; cat /cache/x; grep ' /cache ' /proc/mounts"],
+    );
+    edit_spec(&member, |s| {
+        s["annotations"] = json!({
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "edsb"
+        });
+        with_cache(s);
+    });
+    let out = env.run(
+        &["run", "--bundle", member.to_str().unwrap(), "edm"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "member: {}", out.stderr);
+    let stdout = out.stdout_str();
+    assert!(stdout.starts_with("from-sandbox\n"), "{stdout}");
+    assert!(
+        stdout.contains("tmpfs"),
+        "the emptyDir is a guest tmpfs: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&host_dir).unwrap().count(),
+        0,
+        "the host folder is not used"
+    );
+    let out = env.run(&["delete", "--force", "edsb"], b"", T);
+    assert_eq!(out.code(), 0, "delete: {}", out.stderr);
+    env.assert_clean();
+}
