@@ -165,3 +165,176 @@ fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
     assert_eq!(out.code(), 0, "delete: {}", out.stderr);
     env.assert_clean();
 }
+
+/// A bundle whose rootfs is an ext4 image on a loop device mounted at `rootfs` (standing in
+/// for Kata 1.x's devicemapper). Detached (and unmounted) on drop.
+struct LoopRootfs {
+    device: String,
+    mount: std::path::PathBuf,
+}
+
+impl LoopRootfs {
+    fn new(bundle: &std::path::Path) -> LoopRootfs {
+        let sh = |cmd: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let b = bundle.display();
+        sh(&format!(
+            "mv {b}/rootfs {b}/rootfs.files && truncate -s 64M {b}/rootfs.img && \
+             mkfs.ext4 -q -d {b}/rootfs.files {b}/rootfs.img && mkdir {b}/rootfs"
+        ));
+        let device = sh(&format!("losetup -f --show {b}/rootfs.img"));
+        let r = LoopRootfs {
+            device,
+            mount: bundle.join("rootfs"),
+        };
+        sh(&format!("mount {} {b}/rootfs", r.device));
+        r
+    }
+
+    /// The image of a bundle made by [`LoopRootfs::new`], attached and mounted again.
+    fn remount(bundle: &std::path::Path) -> LoopRootfs {
+        let img = bundle.join("rootfs.img");
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let r = LoopRootfs {
+            device,
+            mount: bundle.join("rootfs"),
+        };
+        let ok = std::process::Command::new("mount")
+            .arg(&r.device)
+            .arg(&r.mount)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        r
+    }
+
+    /// Processes that have the loop device open (QEMU while the disk is plugged).
+    fn holders(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|t| t.to_str() == Some(&self.device)) {
+                    found.push(p.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for LoopRootfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+    }
+}
+
+/// A rootfs that is a block device's mount is hot-plugged into the VM and mounted by the
+/// agent as the container's root (the guest sees a /dev/vd* root, not the share); a pod
+/// member's disk is unplugged on its delete, and the device is free afterwards. A second
+/// container on the same device is refused.
+#[test]
+fn vm_storage_block_device_rootfs_is_hot_plugged() {
+    let env = Env::new();
+    let sb = env.bundle("blksb", &["sleep", "1000"]);
+    edit_spec(&sb, |s| {
+        s["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+    });
+    let out = env.run(
+        &["run", "-d", "--bundle", sb.to_str().unwrap(), "blksb"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "sandbox: {}", out.stderr);
+
+    let member = env.bundle(
+        "blkm",
+        &[
+            "sh",
+            "-c",
+            "grep ' / ' /proc/mounts; echo written > /on-disk; sleep 1000",
+        ],
+    );
+    edit_spec(&member, |s| {
+        s["annotations"] = json!({
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "blksb"
+        });
+    });
+    let disk = LoopRootfs::new(&member);
+    let out = env.run(
+        &["run", "-d", "--bundle", member.to_str().unwrap(), "blkm"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "member: {}", out.stderr);
+    assert!(!disk.holders().is_empty(), "QEMU has the device open");
+    let out = env.run(&["exec", "blkm", "grep", " / ", "/proc/mounts"], b"", T);
+    assert!(
+        out.stdout_str().starts_with("/dev/vd"),
+        "the root is the hot-plugged disk: {}",
+        out.stdout_str()
+    );
+    let out = env.run(&["exec", "blkm", "sh", "-c", "sync; cat /on-disk"], b"", T);
+    assert_eq!(out.stdout_str(), "written\n", "{}", out.stderr);
+
+    // The same device for another container: refused, nothing left of it.
+    let twin = env.path().join("bundles/twin");
+    std::fs::create_dir_all(&twin).unwrap();
+    std::fs::copy(member.join("config.json"), twin.join("config.json")).unwrap();
+    std::os::unix::fs::symlink(member.join("rootfs"), twin.join("rootfs")).unwrap();
+    let out = env.run(
+        &["create", "--bundle", twin.to_str().unwrap(), "twin"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+
+    let out = env.run(&["delete", "--force", "blkm"], b"", T);
+    assert_eq!(out.code(), 0, "delete member: {}", out.stderr);
+    let start = std::time::Instant::now();
+    while !disk.holders().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        disk.holders().is_empty(),
+        "the disk was unplugged: {:?}",
+        disk.holders()
+    );
+    let out = env.run(&["delete", "--force", "blksb"], b"", T);
+    assert_eq!(out.code(), 0, "delete sandbox: {}", out.stderr);
+    // What the container wrote is on the device (the host's mount reads it back after a
+    // remount: the guest wrote behind the host's page cache).
+    drop(disk);
+    let check = LoopRootfs::remount(&member);
+    assert_eq!(
+        std::fs::read_to_string(member.join("rootfs/on-disk")).unwrap_or_default(),
+        "written\n"
+    );
+    drop(check);
+    env.assert_clean();
+}

@@ -12,7 +12,8 @@ use crate::compress;
 
 /// Modules the guest needs, in the order the agent should load them when they are independent:
 /// virtio transport, console (agent channel), block, net, 9p and virtio-fs shared filesystems,
-/// overlay for container rootfs, and virtio-rng so early getrandom does not stall.
+/// overlay for container rootfs, virtio-rng so early getrandom does not stall, and ext4 for
+/// block-device rootfs.
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_ring",
     "virtio",
@@ -33,6 +34,10 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "virtiofs",
     "overlay",
     "virtio-rng",
+    // A hot-plugged block device's filesystem (a devicemapper/loop rootfs); ext4 checksums
+    // its metadata with crc32c.
+    "crc32c_generic",
+    "ext4",
 ];
 
 #[derive(Debug, thiserror::Error)]
