@@ -113,15 +113,28 @@ fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
         .path()
         .join("pods/uid1/volumes/kubernetes.io~empty-dir/cache");
     std::fs::create_dir_all(&host_dir).unwrap();
+    // CRI's /dev/shm: a bind of the sandbox's host shm folder into every container.
+    let host_shm = env.path().join("sandboxes/edsb/shm");
+    std::fs::create_dir_all(&host_shm).unwrap();
     let with_cache = |s: &mut serde_json::Value| {
-        s["mounts"].as_array_mut().unwrap().push(json!({
+        let mounts = s["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/dev/shm");
+        mounts.push(json!({
             "destination": "/cache", "type": "bind", "source": host_dir,
+            "options": ["rbind", "rw"]
+        }));
+        mounts.push(json!({
+            "destination": "/dev/shm", "type": "bind", "source": host_shm,
             "options": ["rbind", "rw"]
         }));
     };
     let sb = env.bundle(
         "edsb",
-        &["sh", "-c", "echo from-sandbox > /cache/x; exec sleep 1000"],
+        &[
+            "sh",
+            "-c",
+            "echo from-sandbox > /cache/x; echo shm-from-sandbox > /dev/shm/y; exec sleep 1000",
+        ],
     );
     edit_spec(&sb, |s| {
         s["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
@@ -135,7 +148,12 @@ fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
     assert_eq!(out.code(), 0, "sandbox: {}", out.stderr);
     let member = env.bundle(
         "edm",
-        &["sh", "-c", "while [ ! -e /cache/x ]; do sleep 0.1; done; cat /cache/x; grep ' /cache ' /proc/mounts"],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /cache/x ]; do sleep 0.1; done; cat /cache/x; \
+             grep ' /cache ' /proc/mounts; cat /dev/shm/y; grep ' /dev/shm ' /proc/mounts",
+        ],
     );
     edit_spec(&member, |s| {
         s["annotations"] = json!({
@@ -153,9 +171,18 @@ fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
     let stdout = out.stdout_str();
     assert!(stdout.starts_with("from-sandbox\n"), "{stdout}");
     assert!(
-        stdout.contains("tmpfs"),
+        stdout.contains("tmpfs /cache tmpfs"),
         "the emptyDir is a guest tmpfs: {stdout}"
     );
+    assert!(
+        stdout.contains("shm-from-sandbox"),
+        "one /dev/shm per pod: {stdout}"
+    );
+    assert!(
+        stdout.contains("tmpfs /dev/shm tmpfs"),
+        "/dev/shm is a guest tmpfs: {stdout}"
+    );
+    assert_eq!(std::fs::read_dir(&host_shm).unwrap().count(), 0);
     assert_eq!(
         std::fs::read_dir(&host_dir).unwrap().count(),
         0,

@@ -15,6 +15,13 @@ pub const GUEST_SHARED: &str = "/run/kata-containers/shared/containers";
 /// volume name, shared by the pod's containers, gone with the VM.
 pub const GUEST_EPHEMERAL: &str = "/run/kata-containers/sandbox/ephemeral";
 
+/// The pod's /dev/shm in the guest: CRI bind-mounts the sandbox's host shm folder into every
+/// container; across a VM boundary that would be a shared file tree, not shared memory, so
+/// the guest gets one tmpfs per sandbox instead (as Kata 1.x did).
+pub const GUEST_SANDBOX_SHM: &str = "/run/kata-containers/sandbox/shm";
+/// Its size when the spec does not say (Docker's and CRI's default).
+const SHM_SIZE: &str = "size=65536k";
+
 /// The path element kubelet puts in an emptyDir volume's host path.
 const EMPTY_DIR_MARK: &str = "kubernetes.io~empty-dir";
 
@@ -28,12 +35,12 @@ fn empty_dir_name(source: &Path) -> Option<String> {
 }
 
 /// The storage that makes the agent mount an emptyDir's tmpfs (once per pod).
-fn ephemeral_storage(guest_path: &Path) -> protocols::agent::Storage {
+fn ephemeral_storage(guest_path: &Path, options: &[&str]) -> protocols::agent::Storage {
     let mut s = protocols::agent::Storage::new();
     s.driver = "ephemeral".into();
     s.source = "tmpfs".into();
     s.fstype = "tmpfs".into();
-    s.options = vec!["nodev".into()];
+    s.options = options.iter().map(|o| o.to_string()).collect();
     s.mount_point = guest_path.display().to_string();
     s
 }
@@ -177,8 +184,17 @@ pub fn share_container(
         // An emptyDir lives in the guest, not in the host folder kubelet made for it.
         if let Some(name) = empty_dir_name(&source) {
             let guest = Path::new(GUEST_EPHEMERAL).join(name);
-            storages.push(ephemeral_storage(&guest));
+            storages.push(ephemeral_storage(&guest, &["nodev"]));
             m.set_source(Some(guest));
+            continue;
+        }
+        if m.destination() == Path::new("/dev/shm") {
+            let guest = Path::new(GUEST_SANDBOX_SHM);
+            storages.push(ephemeral_storage(
+                guest,
+                &["nodev", "nosuid", "noexec", SHM_SIZE],
+            ));
+            m.set_source(Some(guest.to_path_buf()));
             continue;
         }
         let source = match source.canonicalize() {
