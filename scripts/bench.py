@@ -8,6 +8,7 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
   agent ready  QEMU start -> the agent's first Health.Check answer (from the runtime's log)
   RSS          kata-proxy and kata-shim (and QEMU) while a container runs
   TCP          one stream container -> peer netns per interworking model, and netns -> netns
+  storage      fsync'd sequential write/read and small files over 9p, virtio-fs, a block rootfs
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -258,6 +259,79 @@ def bench_network(env, work):
     return {k: stats([x for x in v if x]) if any(v) else None for k, v in results.items()}
 
 
+FS_MIB = int(os.environ.get("BENCH_FS_MIB", "64"))
+FS_FILES = int(os.environ.get("BENCH_FS_FILES", "10000"))
+
+
+def bench_storage(env, work):
+    """Sequential write (fsync'd) and read, small-file create/stat/delete, inside a container
+    over 9p, virtio-fs and a hot-plugged block-device rootfs, and on the host (the ceiling):
+    `kata-spec-checker --fs-bench` in each place."""
+    checker = os.path.join(BIN, "kata-spec-checker")
+    args = ["--fs-bench", None, str(FS_MIB), str(FS_FILES)]
+    vol = os.path.join(work, "fsvol")
+    os.makedirs(vol, exist_ok=True)
+    results = {}
+
+    def parse(out):
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    r = subprocess.run([checker, "--fs-bench", vol, str(FS_MIB), str(FS_FILES)],
+                       stdout=subprocess.PIPE, text=True)
+    results["host"] = parse(r.stdout)
+
+    def bundle_with(name, target, extra_mount):
+        b = os.path.join(work, name)
+        subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), b, "/kata-spec-checker",
+                        "--fs-bench", target, str(FS_MIB), str(FS_FILES)], check=True,
+                       stdout=subprocess.DEVNULL)
+        shutil.copy(checker, os.path.join(b, "rootfs", "kata-spec-checker"))
+        if extra_mount:
+            path = os.path.join(b, "config.json")
+            spec = json.load(open(path))
+            spec["mounts"].append({"destination": "/data", "type": "bind", "source": vol,
+                                   "options": ["rbind", "rw"]})
+            json.dump(spec, open(path, "w"))
+        return b
+
+    base_config = open(env["config"]).read()
+    for fs in ("virtio-9p", "virtio-fs"):
+        fenv = dict(env, config=os.path.join(work, "config-%s.toml" % fs))
+        with open(fenv["config"], "w") as f:
+            f.write(base_config + '\n[hypervisor.qemu]\nshared_fs = "%s"\n' % fs)
+        b = bundle_with("fs-" + fs, "/data", True)
+        r = runtime(fenv, "run", "--bundle", b, "fsb-" + fs, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        results[fs] = parse(r.stdout) if r.returncode == 0 else None
+
+    # A rootfs on a loop-device ext4 image: hot-plugged as a virtio-blk disk.
+    b = bundle_with("fs-blk", "/bench", False)
+    os.makedirs(os.path.join(b, "rootfs", "bench"), exist_ok=True)
+    img = os.path.join(b, "rootfs.img")
+    loop = None
+    try:
+        os.rename(os.path.join(b, "rootfs"), os.path.join(b, "rootfs.files"))
+        os.makedirs(os.path.join(b, "rootfs"))
+        subprocess.run(["truncate", "-s", "%dM" % (FS_MIB + 192), img], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-d", os.path.join(b, "rootfs.files"), img], check=True)
+        loop = subprocess.run(["losetup", "-f", "--show", img], check=True, stdout=subprocess.PIPE,
+                              text=True).stdout.strip()
+        subprocess.run(["mount", loop, os.path.join(b, "rootfs")], check=True)
+        r = runtime(env, "run", "--bundle", b, "fsb-blk", stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        results["block"] = parse(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.CalledProcessError):
+        results["block"] = None
+    finally:
+        subprocess.run(["umount", os.path.join(b, "rootfs")], stderr=subprocess.DEVNULL)
+        if loop:
+            subprocess.run(["losetup", "-d", loop], stderr=subprocess.DEVNULL)
+    return results
+
+
 def bench_callers():
     """ctr run --rm true and podman run --rm true, kata-runtime vs runc (integration's
     caller-bench: its own containerd and podman roots)."""
@@ -336,6 +410,7 @@ def main():
     state20, list20 = bench_many(env, sleeper)
     net = bench_network(env, work)
     callers = bench_callers()
+    storage = bench_storage(env, work)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -350,7 +425,8 @@ def main():
                "list_20_s": stats(list20) if list20 else None,
                "rss_mib": rss,
                "tcp_mbit_s": net,
-               "callers_s": callers}
+               "callers_s": callers,
+               "storage": storage}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -395,6 +471,19 @@ def main():
                                                            kata["median"] / runc["median"]))
         else:
             print("%-34s   (failed)" % label)
+    host = storage.get("host") or {}
+    print("%-34s %9s %9s %10s %10s %10s" % ("storage (%d MiB, %d files)" % (FS_MIB, FS_FILES),
+                                          "write MB/s", "read MB/s", "create/s", "stat/s", "delete/s"))
+    for key in ("host", "virtio-9p", "virtio-fs", "block"):
+        r = storage.get(key)
+        if not r:
+            print("%-34s   (failed)" % key)
+            continue
+        cells = []
+        for k in ("write_mb_s", "read_mb_s", "create_ops_s", "stat_ops_s", "delete_ops_s"):
+            pct = " (%3.0f%%)" % (100 * r[k] / host[k]) if key != "host" and host.get(k) else ""
+            cells.append("%.0f%s" % (r[k], pct))
+        print("%-34s %s" % (key, "  ".join(cells)))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)

@@ -184,3 +184,64 @@ pub fn check_ro(dir: &Path, r: &mut Report) {
         ),
     }
 }
+
+/// `--fs-bench DIR`: sequential write (fsync'd) and read of `mib` MiB, then create, stat and
+/// delete `files` small files; prints one JSON object (MB/s, ops/s). Measures, asserts nothing.
+pub fn bench(dir: &Path, mib: usize, files: usize) -> Result<String, String> {
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+    let work = dir.join(format!("fsbench-{}", std::process::id()));
+    io("mkdir", fs::create_dir_all(&work))?;
+    let path = work.join("seq");
+    let chunk = vec![0x5au8; 1 << 20];
+    let t0 = Instant::now();
+    let mut f = io("create", File::create(&path))?;
+    for _ in 0..mib {
+        io("write", f.write_all(&chunk))?;
+    }
+    io("fsync", f.sync_all())?;
+    let write_s = t0.elapsed().as_secs_f64();
+    // Drop the file's clean pages so the read comes from the filesystem, not the page cache.
+    // SAFETY: posix_fadvise on an open descriptor.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    drop(f);
+    let t0 = Instant::now();
+    let mut f = io("open", File::open(&path))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        let n = io("read", f.read(&mut buf))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    let read_s = t0.elapsed().as_secs_f64();
+    io("remove", fs::remove_file(&path))?;
+    let t0 = Instant::now();
+    for i in 0..files {
+        io("create small", fs::write(work.join(format!("f{i}")), b"x"))?;
+    }
+    let create_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for i in 0..files {
+        io("stat", fs::metadata(work.join(format!("f{i}"))))?;
+    }
+    let stat_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for i in 0..files {
+        io("delete", fs::remove_file(work.join(format!("f{i}"))))?;
+    }
+    let delete_s = t0.elapsed().as_secs_f64();
+    io("rmdir", fs::remove_dir(&work))?;
+    let mb = (mib << 20) as f64 / 1e6;
+    let ops = |s: f64| if s > 0.0 { files as f64 / s } else { 0.0 };
+    Ok(serde_json::json!({
+        "write_mb_s": mb / write_s.max(1e-9),
+        "read_mb_s": (total as f64 / 1e6) / read_s.max(1e-9),
+        "create_ops_s": ops(create_s),
+        "stat_ops_s": ops(stat_s),
+        "delete_ops_s": ops(delete_s),
+    })
+    .to_string())
+}

@@ -27,12 +27,30 @@ fn main() {
     match args.as_slice() {
         [_, flag, dir] if flag == "--fs" => fs::check_rw(std::path::Path::new(dir), &mut report),
         [_, flag, dir] if flag == "--fs-ro" => fs::check_ro(std::path::Path::new(dir), &mut report),
+        [_, flag, dir, mib, files] if flag == "--fs-bench" => {
+            let (Ok(mib), Ok(files)) = (mib.parse(), files.parse()) else {
+                eprintln!("usage: kata-spec-checker --fs-bench DIR MIB FILES");
+                std::process::exit(2);
+            };
+            match fs::bench(std::path::Path::new(dir), mib, files) {
+                Ok(json) => {
+                    println!("{json}");
+                    std::process::exit(0);
+                }
+                Err(e) => {
+                    eprintln!("kata-spec-checker: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         [_, path] => match Spec::load(path) {
             Ok(spec) => run_all(&spec, &mut report),
             Err(e) => report.record("spec", Outcome::Fail(format!("reading {path}: {e}"))),
         },
         _ => {
-            eprintln!("usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR");
+            eprintln!(
+                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES"
+            );
             std::process::exit(2);
         }
     }
