@@ -365,3 +365,66 @@ fn vm_storage_block_device_rootfs_is_hot_plugged() {
     drop(check);
     env.assert_clean();
 }
+
+/// A block volume: a mount whose source is a block device (here a loop device holding an ext4
+/// image made with a file in it) is hot-plugged and mounted at the requested path; what the
+/// container writes is on the device; the device is free after delete.
+#[test]
+fn vm_storage_block_volume() {
+    let env = Env::new();
+    let sh = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let dir = env.path().join("volimg");
+    std::fs::create_dir_all(dir.join("content")).unwrap();
+    std::fs::write(dir.join("content/from-image"), "image-data\n").unwrap();
+    let d = dir.display();
+    sh(&format!(
+        "truncate -s 32M {d}/vol.img && mkfs.ext4 -q -d {d}/content {d}/vol.img"
+    ));
+    let device = sh(&format!("losetup -f --show {d}/vol.img"));
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let _detach = Detach(device.clone());
+    let b = env.bundle(
+        "bvol",
+        &["sh", "-c", "cat /data/from-image; echo from-container > /data/written; sync; grep ' /data ' /proc/mounts"],
+    );
+    edit_spec(&b, |s| {
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "ext4", "source": device, "options": ["rw"]
+        }));
+    });
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "bvol"], b"", T);
+    let stdout = out.stdout_str();
+    assert_eq!(out.code(), 0, "{stdout} {}", out.stderr);
+    assert!(stdout.starts_with("image-data\n"), "{stdout}");
+    assert!(
+        stdout.contains("/dev/vd"),
+        "the volume is a guest disk: {stdout}"
+    );
+    env.assert_clean();
+    // The device is free again, and holds what the container wrote.
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!("mount {device} {}", mnt.display()));
+    let written = std::fs::read_to_string(mnt.join("written")).unwrap_or_default();
+    sh(&format!("umount {}", mnt.display()));
+    assert_eq!(written, "from-container\n");
+}

@@ -95,12 +95,24 @@ fn disk_by_serial(serial: &str, wait: std::time::Duration) -> Result<PathBuf, Er
 /// `blockdev::GUEST_BLOCK_ROOT`).
 pub const BLOCK_ROOT: &str = "/run/kata-containers/blk";
 
-/// After a container is removed: its block rootfs is unmounted so the disk can be unplugged.
+/// After a container is removed: its block rootfs (`<id>`) and block volumes (`<id>-vol<N>`)
+/// are unmounted so the disks can be unplugged.
 pub fn release_container(container_id: &str) {
-    let root = Path::new(BLOCK_ROOT).join(container_id);
-    if is_mount_point(&root) {
-        unmount(&root);
-        let _ = std::fs::remove_dir(&root);
+    let Ok(entries) = std::fs::read_dir(BLOCK_ROOT) else {
+        return;
+    };
+    let volume_prefix = format!("{container_id}-vol");
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name != container_id && !name.starts_with(&volume_prefix) {
+            continue;
+        }
+        let path = e.path();
+        if is_mount_point(&path) {
+            unmount(&path);
+        }
+        let _ = std::fs::remove_dir(&path);
     }
 }
 

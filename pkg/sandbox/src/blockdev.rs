@@ -59,17 +59,14 @@ fn from_mountinfo(mountinfo: &str, rootfs: &Path) -> Option<RootfsDevice> {
 }
 
 /// Refuses a device another container of this runtime already has in its VM.
-pub(crate) fn check_unused(rt: &Runtime, dev: &RootfsDevice) -> Result<()> {
+pub(crate) fn check_unused(rt: &Runtime, dev: &Path) -> Result<()> {
     for state in crate::lifecycle::list(rt) {
         if let Ok(rec) = rt.store.load_container(&state.id) {
-            if rec
-                .block_rootfs
-                .as_ref()
-                .is_some_and(|b| b.path == dev.path)
-            {
+            let mut disks = rec.block_rootfs.iter().chain(rec.block_volumes.iter());
+            if disks.any(|b| b.path == dev) {
                 return Err(Error::Unsupported(format!(
                     "block device {} is in use by container {}",
-                    dev.path.display(),
+                    dev.display(),
                     rec.id
                 )));
             }
@@ -86,9 +83,8 @@ pub(crate) fn used_ports(rt: &Runtime, sb: Option<&SandboxRecord>) -> Vec<String
     let mut used = crate::network::hotplug_ports(&sb.network);
     for id in &sb.containers {
         if let Ok(rec) = rt.store.load_container(id) {
-            if let Some(bus) = rec.block_rootfs.and_then(|b| b.bus) {
-                used.push(bus);
-            }
+            let disks = rec.block_rootfs.into_iter().chain(rec.block_volumes);
+            used.extend(disks.filter_map(|b| b.bus));
         }
     }
     used
@@ -123,31 +119,37 @@ fn qmp(vm_dir: &Path, timeout: Duration) -> Result<QmpClient> {
         .map_err(|e| Error::Unsupported(e.to_string()))
 }
 
-/// Hot-plugs `dev` into the VM of `vm_dir` as container `container_id`'s rootfs disk.
+/// Hot-plugs host block device `path` into the VM of `vm_dir`; `key` names the disk (the
+/// container id for its rootfs, `<id>/vol<N>` for a volume).
 pub(crate) fn plug(
     vm_dir: &Path,
-    container_id: &str,
-    dev: &RootfsDevice,
+    key: &str,
+    path: &Path,
     bus: Option<String>,
     read_only: bool,
     timeout: Duration,
 ) -> Result<BlockDevice> {
-    let serial = serial_for(container_id);
-    let id = format!("root{}", &serial[4..]);
+    let serial = serial_for(key);
+    let id = format!("d{}", &serial[4..]);
     let mut q = qmp(vm_dir, timeout)?;
-    hypervisor::block::plug(&mut q, &id, &dev.path, &serial, bus.as_deref(), read_only)
-        .map_err(|e| Error::Unsupported(format!("hot-plugging {}: {e}", dev.path.display())))?;
+    hypervisor::block::plug(&mut q, &id, path, &serial, bus.as_deref(), read_only)
+        .map_err(|e| Error::Unsupported(format!("hot-plugging {}: {e}", path.display())))?;
     log::info!(
-        "container {container_id}: {} hot-plugged as disk {id} (serial {serial}) on {}",
-        dev.path.display(),
+        "{key}: {} hot-plugged as disk {id} (serial {serial}) on {}",
+        path.display(),
         bus.as_deref().unwrap_or("the root bus")
     );
     Ok(BlockDevice {
         id,
-        path: dev.path.clone(),
+        path: path.to_path_buf(),
         serial,
         bus,
     })
+}
+
+/// Is `path` a block device (a mount source to hot-plug rather than share)?
+pub(crate) fn is_block_device(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
 }
 
 /// Unplugs a container's disk from the running VM (the guest has unmounted it).
@@ -163,22 +165,31 @@ pub(crate) fn unplug(vm_dir: &Path, disk: &BlockDevice, timeout: Duration) {
     }
 }
 
-/// The storage that makes the agent mount the disk as the container's root.
+/// The storage that makes the agent mount the disk at `mount_point` in the guest.
 pub(crate) fn storage(
-    container_id: &str,
+    mount_point: &Path,
     disk: &BlockDevice,
     fstype: &str,
+    options: Vec<String>,
 ) -> protocols::agent::Storage {
     let mut s = protocols::agent::Storage::new();
     s.driver = "blk".into();
     s.source = disk.serial.clone();
     s.fstype = fstype.into();
-    s.mount_point = guest_root(container_id).display().to_string();
+    s.options = options;
+    s.mount_point = mount_point.display().to_string();
     s
 }
 
+/// Where the agent mounts a container's block rootfs.
 pub(crate) fn guest_root(container_id: &str) -> PathBuf {
     Path::new(GUEST_BLOCK_ROOT).join(container_id)
+}
+
+/// Where the agent mounts a container's block volume number `n` (the agent unmounts
+/// `<id>` and `<id>-vol*` when the container is removed).
+pub(crate) fn guest_volume(container_id: &str, n: usize) -> PathBuf {
+    Path::new(GUEST_BLOCK_ROOT).join(format!("{container_id}-vol{n}"))
 }
 
 #[cfg(test)]

@@ -271,7 +271,7 @@ pub(crate) fn add_container(
         crate::blockdev::rootfs_device(&bundle.rootfs)
     };
     if let Some(dev) = &block_rootfs {
-        crate::blockdev::check_unused(rt, dev)?;
+        crate::blockdev::check_unused(rt, &dev.path)?;
     }
     let shared_rootfs = block_rootfs.is_none().then_some(bundle.rootfs.as_path());
     let (mut guest_spec, share_base, mut storages) =
@@ -280,26 +280,65 @@ pub(crate) fn add_container(
         let b = share_base.clone();
         undo.push("unshare rootfs", move || share::unshare_container(&b));
     }
+    let mut used_ports = target.used_ports.clone();
+    let mut plug = |key: &str, path: &Path, read_only: bool, undo: &mut Rollback| {
+        let bus = crate::blockdev::free_port(target.vm, &used_ports)?;
+        let disk =
+            crate::blockdev::plug(target.vm_dir, key, path, bus, read_only, rt.call_timeout())?;
+        used_ports.extend(disk.bus.clone());
+        let (vm_dir, d, t) = (target.vm_dir.to_path_buf(), disk.clone(), rt.call_timeout());
+        undo.push("unplug disk", move || {
+            crate::blockdev::unplug(&vm_dir, &d, t)
+        });
+        Ok::<_, Error>(disk)
+    };
     let disk = match &block_rootfs {
         Some(dev) => {
-            let bus = crate::blockdev::free_port(target.vm, &target.used_ports)?;
-            let disk =
-                crate::blockdev::plug(target.vm_dir, id, dev, bus, false, rt.call_timeout())?;
-            {
-                let (vm_dir, d, t) = (target.vm_dir.to_path_buf(), disk.clone(), rt.call_timeout());
-                undo.push("unplug rootfs disk", move || {
-                    crate::blockdev::unplug(&vm_dir, &d, t)
-                });
-            }
-            storages.push(crate::blockdev::storage(id, &disk, &dev.fstype));
+            let disk = plug(id, &dev.path, false, undo)?;
+            let at = crate::blockdev::guest_root(id);
+            storages.push(crate::blockdev::storage(
+                &at,
+                &disk,
+                &dev.fstype,
+                Vec::new(),
+            ));
             if let Some(mut root) = guest_spec.root().clone() {
-                root.set_path(crate::blockdev::guest_root(id));
+                root.set_path(at);
                 guest_spec.set_root(Some(root));
             }
             Some(disk)
         }
         None => None,
     };
+    // Block volumes: a mount whose source is a block device gets the device itself, mounted
+    // by the agent and bind-mounted into the container.
+    let mut volumes = Vec::new();
+    let mut guest_mounts = guest_spec.mounts().clone().unwrap_or_default();
+    for (n, m) in guest_mounts.iter_mut().enumerate() {
+        let Some(source) = m.source().clone() else {
+            continue;
+        };
+        if m.typ().as_deref() == Some("bind") || !crate::blockdev::is_block_device(&source) {
+            continue;
+        }
+        crate::blockdev::check_unused(rt, &source)?;
+        let options = m.options().clone().unwrap_or_default();
+        let read_only = options.iter().any(|o| o == "ro");
+        let disk = plug(&format!("{id}/vol{n}"), &source, read_only, undo)?;
+        let at = crate::blockdev::guest_volume(id, n);
+        let fstype = m.typ().clone().unwrap_or_else(|| "ext4".into());
+        storages.push(crate::blockdev::storage(&at, &disk, &fstype, options));
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some(at));
+        m.set_options(Some(vec![
+            "rbind".into(),
+            if read_only { "ro" } else { "rw" }.into(),
+        ]));
+        volumes.push(disk);
+    }
+    if !volumes.is_empty() {
+        guest_spec.set_mounts(Some(guest_mounts));
+    }
     edit_spec(&mut guest_spec);
     let spec_json = serde_json::to_vec(&guest_spec)
         .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
@@ -370,6 +409,7 @@ pub(crate) fn add_container(
         created: crate::time::now_rfc3339(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         block_rootfs: disk,
+        block_volumes: volumes,
     };
     Ok((shim, record))
 }

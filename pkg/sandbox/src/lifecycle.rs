@@ -194,7 +194,7 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     } else {
         teardown_one(agent.as_ref(), &rec);
         // The agent has unmounted it: the disk can leave the running VM.
-        if let Some(disk) = &rec.block_rootfs {
+        for disk in rec.block_rootfs.iter().chain(rec.block_volumes.iter()) {
             crate::blockdev::unplug(&sb.vm_dir, disk, rt.call_timeout());
         }
         forget_one(rt, rec);

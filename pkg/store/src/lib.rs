@@ -81,6 +81,9 @@ pub struct ContainerRecord {
     /// The block device hot-plugged into the VM as this container's rootfs, if any.
     #[serde(default)]
     pub block_rootfs: Option<BlockDevice>,
+    /// Block devices hot-plugged for its volumes (mounts whose source is a block device).
+    #[serde(default)]
+    pub block_volumes: Vec<BlockDevice>,
 }
 
 /// A host block device given to a VM as a virtio-blk disk.
@@ -241,6 +244,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             annotations: HashMap::new(),
             block_rootfs: None,
+            block_volumes: Vec::new(),
         }
     }
 
