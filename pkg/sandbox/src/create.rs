@@ -40,6 +40,12 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     crate::console::check(terminal, opts.console_socket, opts.foreground)?;
+    let driver = &rt.config.hypervisor.qemu.block_device_driver;
+    if driver != "virtio-blk" {
+        return Err(Error::Unsupported(format!(
+            "configuration [hypervisor.qemu] block_device_driver = {driver:?}: only \"virtio-blk\" is supported"
+        )));
+    }
     if let ContainerType::PodContainer { sandbox_id } = kind {
         return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
     }
