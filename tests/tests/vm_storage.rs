@@ -428,3 +428,20 @@ fn vm_storage_block_volume() {
     sh(&format!("umount {}", mnt.display()));
     assert_eq!(written, "from-container\n");
 }
+
+/// A rootfs path that does not exist: one line, exit 1, nothing left.
+#[test]
+fn vm_storage_missing_rootfs() {
+    let env = Env::new();
+    let b = env.bundle("noroot", &["true"]);
+    edit_spec(&b, |s| s["root"]["path"] = json!("no-such-rootfs"));
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "noroot"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-rootfs"), "{}", out.stderr);
+    env.assert_clean();
+}
