@@ -445,3 +445,56 @@ fn vm_storage_missing_rootfs() {
     assert!(out.stderr.contains("no-such-rootfs"), "{}", out.stderr);
     env.assert_clean();
 }
+
+/// A block device in `linux.devices` (docker's `--device`): the host device with those
+/// numbers is hot-plugged, and the container's node at the requested path is the guest disk
+/// (its numbers are the guest's), reading the device's bytes.
+#[test]
+fn vm_storage_linux_devices_block_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    let img = env.path().join("raw.img");
+    let mut data = b"KATA-BLOCK-MAGIC".to_vec();
+    data.resize(1 << 20, 0);
+    std::fs::write(&img, &data).unwrap();
+    let out = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(device.starts_with("/dev/loop"), "losetup: {device}");
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let _detach = Detach(device.clone());
+    let meta = std::fs::metadata(&device).unwrap();
+    assert!(meta.file_type().is_block_device());
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+
+    let b = env.bundle(
+        "bdev",
+        &["sh", "-c", "head -c 16 /dev/xvdb; echo; ls -l /dev/xvdb"],
+    );
+    edit_spec(&b, |s| {
+        s["linux"]["devices"] = json!([{
+            "path": "/dev/xvdb", "type": "b", "major": major, "minor": minor,
+            "fileMode": 0o660, "uid": 0, "gid": 0
+        }]);
+    });
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "bdev"], b"", T);
+    let stdout = out.stdout_str();
+    assert_eq!(out.code(), 0, "{stdout} {}", out.stderr);
+    assert!(stdout.starts_with("KATA-BLOCK-MAGIC\n"), "{stdout}");
+    assert!(
+        !stdout.contains(&format!(" {major}, ")),
+        "the node has the guest disk's numbers, not the host loop's ({major}:{minor}): {stdout}"
+    );
+    env.assert_clean();
+}

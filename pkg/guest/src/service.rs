@@ -101,13 +101,14 @@ impl AgentService for Agent {
             .sandbox_id
             .lock()
             .is_ok_and(|id| *id == req.container_id);
+        let spec_json = if req.devices.is_empty() {
+            req.oci_spec_json.clone()
+        } else {
+            storage::resolve_devices(&req.oci_spec_json, &req.devices)
+                .map_err(|e| status(Code::INTERNAL, e))?
+        };
         self.containers
-            .create(
-                &req.container_id,
-                &req.oci_spec_json,
-                is_sandbox,
-                &self.reaper,
-            )
+            .create(&req.container_id, &spec_json, is_sandbox, &self.reaper)
             .map_err(to_rpc)?;
         Ok(Empty::new())
     }

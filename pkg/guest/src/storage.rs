@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("device: {reason}")]
+    Device { reason: String },
     #[error("no disk with serial {serial:?} appeared within {waited:?}")]
     NoDisk {
         serial: String,
@@ -64,6 +66,41 @@ pub fn mount_storage(s: &Storage) -> Result<PathBuf, Error> {
 
 /// How long a hot-plugged disk may take to show up.
 const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The spec with each hot-plugged block device of `devices` (type "blk", `id` = the disk's
+/// serial) given the guest's device numbers in `linux.devices` at its `container_path`: the
+/// host's numbers mean nothing in the VM.
+pub fn resolve_devices(
+    spec_json: &[u8],
+    devices: &[protocols::agent::Device],
+) -> Result<Vec<u8>, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let bad = |reason: String| Error::Device { reason };
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(spec_json).map_err(|e| bad(format!("spec: {e}")))?;
+    for d in devices.iter().filter(|d| d.type_ == "blk") {
+        let dev = disk_by_serial(&d.id, DISK_WAIT)?;
+        let rdev = std::fs::metadata(&dev)
+            .map_err(|e| bad(format!("{}: {e}", dev.display())))?
+            .rdev();
+        let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+        let entry = spec["linux"]["devices"]
+            .as_array_mut()
+            .and_then(|list| {
+                list.iter_mut()
+                    .find(|e| e["path"] == d.container_path.as_str())
+            })
+            .ok_or_else(|| bad(format!("no linux.devices entry for {}", d.container_path)))?;
+        entry["major"] = major.into();
+        entry["minor"] = minor.into();
+        log::info!(
+            "device {} is {} ({major}:{minor})",
+            d.container_path,
+            dev.display()
+        );
+    }
+    serde_json::to_vec(&spec).map_err(|e| bad(format!("spec: {e}")))
+}
 
 /// `/dev/vdX` of the virtio disk whose serial is `serial`, waiting up to `wait` for it.
 fn disk_by_serial(serial: &str, wait: std::time::Duration) -> Result<PathBuf, Error> {

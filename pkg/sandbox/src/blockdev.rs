@@ -147,6 +147,22 @@ pub(crate) fn plug(
     })
 }
 
+/// The host's node of block device `major:minor` (from /sys/dev/block/M:m/uevent).
+pub(crate) fn host_device(major: i64, minor: i64) -> Result<PathBuf> {
+    let uevent = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/uevent"));
+    let text = std::fs::read_to_string(&uevent).map_err(|_| {
+        Error::Unsupported(format!(
+            "linux.devices: no block device {major}:{minor} on the host"
+        ))
+    })?;
+    let name = text
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .filter(|n| !n.is_empty() && !n.contains(".."))
+        .ok_or_else(|| Error::Unsupported(format!("{}: no DEVNAME", uevent.display())))?;
+    Ok(Path::new("/dev").join(name))
+}
+
 /// Is `path` a block device (a mount source to hot-plug rather than share)?
 pub(crate) fn is_block_device(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())

@@ -345,6 +345,28 @@ pub(crate) fn add_container(
     if !volumes.is_empty() {
         guest_spec.set_mounts(Some(guest_mounts));
     }
+    // Block devices of `linux.devices`: the host device with those numbers is hot-plugged; the
+    // agent gives the container's node the guest's numbers.
+    let mut devices = Vec::new();
+    let spec_devices = guest_spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    for (n, d) in spec_devices.iter().enumerate() {
+        if d.typ() != oci_spec::runtime::LinuxDeviceType::B {
+            continue;
+        }
+        let host = crate::blockdev::host_device(d.major(), d.minor())?;
+        crate::blockdev::check_unused(rt, &host)?;
+        let disk = plug(&format!("{id}/dev{n}"), &host, false, undo)?;
+        let mut dev = msg::Device::new();
+        dev.id = disk.serial.clone();
+        dev.type_ = "blk".into();
+        dev.container_path = d.path().display().to_string();
+        devices.push(dev);
+        volumes.push(disk);
+    }
     edit_spec(&mut guest_spec);
     let spec_json = serde_json::to_vec(&guest_spec)
         .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
@@ -353,6 +375,7 @@ pub(crate) fn add_container(
     req.exec_id = id.into();
     req.oci_spec_json = spec_json;
     req.storages = storages;
+    req.devices = devices;
     agent.create_container(&req)?;
     {
         let socket = target.proxy_socket.to_path_buf();

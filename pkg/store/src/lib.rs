@@ -81,7 +81,8 @@ pub struct ContainerRecord {
     /// The block device hot-plugged into the VM as this container's rootfs, if any.
     #[serde(default)]
     pub block_rootfs: Option<BlockDevice>,
-    /// Block devices hot-plugged for its volumes (mounts whose source is a block device).
+    /// Block devices hot-plugged for its volumes (mounts whose source is a block device) and
+    /// for the block devices of its `linux.devices`.
     #[serde(default)]
     pub block_volumes: Vec<BlockDevice>,
 }
