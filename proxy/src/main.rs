@@ -18,6 +18,14 @@ use tokio::net::UnixStream;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
+    // For kata-env; no other argument goes with it.
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("--version" | "-version")
+    ) {
+        println!("kata-proxy {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let args = match cli::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(cli::CliError::Help) => {

@@ -30,6 +30,14 @@ pub const THREAD_STACK: usize = 64 * 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
+    // For kata-env; no other argument goes with it.
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("--version" | "-version")
+    ) {
+        println!("kata-shim {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     let code = match run() {
         Ok(code) => code,
         Err(e) => {

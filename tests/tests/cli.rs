@@ -112,3 +112,62 @@ fn global_flags_and_json_log() {
     assert_eq!(out.code(), 1, "{}", out.stderr);
     env.assert_clean();
 }
+
+/// kata-check passes on this machine (TCG, with the reason) and fails clearly when the guest
+/// kernel is missing; kata-env names every component.
+#[test]
+fn kata_check_and_kata_env() {
+    let env = Env::new();
+    let out = env.run(&["kata-check"], b"", Duration::from_secs(60));
+    let text = out.stdout_str();
+    assert_eq!(out.code(), 0, "{text} {}", out.stderr);
+    assert!(text.contains("PASS qemu:"), "{text}");
+    assert!(text.contains("PASS guest kernel:"), "{text}");
+    assert!(text.contains(" accelerator: "), "{text}");
+    let out = env.run(&["kata-check", "--json"], b"", Duration::from_secs(60));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+
+    // A configuration naming a kernel that is not there: FAIL and exit 1.
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    let missing = env.path().join("no-vmlinux");
+    config += &format!("\n[hypervisor.qemu]\nkernel = \"{}\"\n", missing.display());
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.run(&["kata-check"], b"", Duration::from_secs(60));
+    let text = out.stdout_str();
+    assert_eq!(out.code(), 1, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL guest kernel:") && l.contains("no-vmlinux")),
+        "{text}"
+    );
+
+    let out = env.run(&["kata-env", "--json"], b"", Duration::from_secs(60));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for section in [
+        "runtime",
+        "hypervisor",
+        "guest",
+        "proxy",
+        "shim",
+        "agent",
+        "host",
+    ] {
+        assert!(v[section].is_object(), "{section} missing: {v}");
+    }
+    assert!(
+        v["proxy"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("kata-proxy "),
+        "{v}"
+    );
+    assert!(
+        v["shim"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("kata-shim "),
+        "{v}"
+    );
+}

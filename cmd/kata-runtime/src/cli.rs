@@ -58,9 +58,27 @@ pub enum Command {
     Features,
     /// Print the versions of the runtime and its components.
     Version,
+    /// Check that this host can run sandboxes (exit 1 on any failed check).
+    KataCheck(KataCheck),
+    /// Print the components' versions, the resolved configuration and host facts.
+    KataEnv(KataEnv),
     /// Manage the VM's network interfaces and routes (Kata 1.x's verbs).
     #[command(subcommand)]
     KataNetwork(KataNetwork),
+}
+
+#[derive(Args, Debug)]
+pub struct KataCheck {
+    /// One JSON object instead of one line per check.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KataEnv {
+    /// JSON instead of TOML-like text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kata-runtime kata-network VERB CONTAINER [FILE|-]`: JSON in (a file or stdin), JSON out.

@@ -8,6 +8,7 @@ mod console;
 mod create;
 mod exec;
 mod hooks;
+pub mod hostcheck;
 mod lifecycle;
 mod member;
 mod netcmd;

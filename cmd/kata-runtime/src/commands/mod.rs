@@ -3,6 +3,7 @@
 mod events;
 mod exec;
 mod features;
+mod kata_check;
 mod kata_network;
 mod list;
 mod run;
@@ -94,6 +95,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .map(|_| 0)
             .map_err(Into::into),
         Command::KataNetwork(n) => kata_network::run(&rt, n),
+        Command::KataCheck(c) => kata_check::check(&rt, c.json),
+        Command::KataEnv(e) => kata_check::env(&rt, &cli, e.json),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
             println!("   OCI specs  : 1.0.2");

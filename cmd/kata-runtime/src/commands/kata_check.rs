@@ -1,0 +1,153 @@
+//! `kata-check` (can this host run sandboxes?) and `kata-env` (what would be used).
+
+use crate::cli::Cli;
+use anyhow::Context;
+use sandbox::hostcheck::{host_checks, Verdict};
+use sandbox::Runtime;
+use std::path::Path;
+
+pub fn check(rt: &Runtime, json: bool) -> anyhow::Result<u8> {
+    let checks = host_checks(rt);
+    let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
+    if json {
+        let doc = serde_json::json!({ "ok": !failed, "checks": checks });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("printing JSON")?
+        );
+    } else {
+        for c in &checks {
+            let word = match c.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+            };
+            println!("{word} {}: {}", c.name, c.detail);
+        }
+        println!(
+            "{}",
+            if failed {
+                "This host cannot run sandboxes: fix the FAIL lines above."
+            } else {
+                "This host can run sandboxes."
+            }
+        );
+    }
+    Ok(u8::from(failed))
+}
+
+/// `--version`'s first line of a component, or why there is none.
+fn version_of(path: &Path) -> String {
+    match std::process::Command::new(path).arg("--version").output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        Ok(o) => format!("({} --version: {})", path.display(), o.status),
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}
+
+fn path_or_error(p: Result<std::path::PathBuf, config::Error>) -> String {
+    match p {
+        Ok(p) => p.display().to_string(),
+        Err(e) => format!("({e})"),
+    }
+}
+
+pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
+    let c = &rt.config;
+    let q = &c.hypervisor.qemu;
+    let kernel = c.kernel_path();
+    let manifest = kernel
+        .as_ref()
+        .ok()
+        .map(|k| k.with_file_name("manifest.json"))
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .unwrap_or_default();
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let doc = serde_json::json!({
+        "runtime": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "path": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            "config": cli.global.kata_config.as_ref().map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(system file if present, else built-in defaults)".into()),
+            "root": cli.global.root.display().to_string(),
+            "vm_dir": c.runtime.vm_dir.display().to_string(),
+            "shared_dir": c.runtime.shared_dir.display().to_string(),
+            "internetworking_model": c.runtime.internetworking_model,
+        },
+        "hypervisor": {
+            "path": path_or_error(c.qemu_path()),
+            "version": c.qemu_path().map(|p| version_of(&p)).unwrap_or_default(),
+            "machine_type": q.machine_type,
+            "accelerator": q.accelerator,
+            "default_vcpus": q.default_vcpus,
+            "default_memory_mib": q.default_memory,
+            "shared_fs": q.shared_fs,
+            "msize_9p": q.msize_9p,
+            "virtio_fs_daemon": q.virtio_fs_daemon.display().to_string(),
+            "virtio_fs_cache": q.virtio_fs_cache,
+            "block_device_driver": q.block_device_driver,
+            "disable_block_device_use": q.disable_block_device_use,
+        },
+        "guest": {
+            "kernel": path_or_error(kernel),
+            "initrd": path_or_error(c.initrd_path()),
+            "kernel_release": manifest["kernel_release"],
+            "kernel_package": manifest["kernel_package"],
+            "kernel_package_version": manifest["kernel_package_version"],
+            "modules": manifest["modules"],
+        },
+        "proxy": {
+            "path": path_or_error(c.proxy_path()),
+            "version": c.proxy_path().map(|p| version_of(&p)).unwrap_or_default(),
+        },
+        "shim": {
+            "path": path_or_error(c.shim_path()),
+            "version": c.shim_path().map(|p| version_of(&p)).unwrap_or_default(),
+        },
+        "agent": {
+            "dial_timeout_s": c.agent.kata.dial_timeout,
+            "request_timeout_s": c.agent.kata.request_timeout,
+        },
+        "host": {
+            "kernel_release": host_release,
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kvm": Path::new("/dev/kvm").exists(),
+            "vhost_net": Path::new("/dev/vhost-net").exists(),
+            "vhost_vsock": Path::new("/dev/vhost-vsock").exists(),
+        },
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("printing JSON")?
+        );
+    } else {
+        print_sections(&doc);
+    }
+    Ok(0)
+}
+
+/// `[section]` then `key = value` lines, as Kata 1.x's kata-env printed.
+fn print_sections(doc: &serde_json::Value) {
+    let Some(sections) = doc.as_object() else {
+        return;
+    };
+    for (name, section) in sections {
+        println!("[{name}]");
+        if let Some(fields) = section.as_object() {
+            for (k, v) in fields {
+                println!("  {k} = {v}");
+            }
+        }
+        println!();
+    }
+}
