@@ -22,6 +22,9 @@ have_cmd conmon || need+=(conmon)
 # network namespace; the test's CRI client is generated from the CRI protobuf at build time.
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 have_cmd protoc || need+=(protobuf-compiler)
+# The storage tests make ext4 images on loop devices.
+have_cmd mkfs.ext4 || need+=(e2fsprogs)
+have_cmd losetup || need+=(mount)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

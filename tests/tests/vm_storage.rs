@@ -193,65 +193,32 @@ fn vm_storage_empty_dir_is_shared_by_the_pod_in_the_guest() {
     env.assert_clean();
 }
 
-/// A bundle whose rootfs is an ext4 image on a loop device mounted at `rootfs` (standing in
-/// for Kata 1.x's devicemapper). Detached (and unmounted) on drop.
-struct LoopRootfs {
-    device: String,
-    mount: std::path::PathBuf,
+/// Runs `cmd` with sh and returns its stdout, trimmed; a failure fails the test.
+fn sh(cmd: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-impl LoopRootfs {
-    fn new(bundle: &std::path::Path) -> LoopRootfs {
-        let sh = |cmd: &str| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let b = bundle.display();
-        sh(&format!(
-            "mv {b}/rootfs {b}/rootfs.files && truncate -s 64M {b}/rootfs.img && \
-             mkfs.ext4 -q -d {b}/rootfs.files {b}/rootfs.img && mkdir {b}/rootfs"
-        ));
-        let device = sh(&format!("losetup -f --show {b}/rootfs.img"));
-        let r = LoopRootfs {
-            device,
-            mount: bundle.join("rootfs"),
-        };
-        sh(&format!("mount {} {b}/rootfs", r.device));
-        r
+/// A loop device attached to an image file; detached on drop.
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn attach(image: &std::path::Path) -> LoopDevice {
+        let device = sh(&format!("losetup -f --show {}", image.display()));
+        assert!(device.starts_with("/dev/loop"), "losetup: {device}");
+        LoopDevice(device)
     }
 
-    /// The image of a bundle made by [`LoopRootfs::new`], attached and mounted again.
-    fn remount(bundle: &std::path::Path) -> LoopRootfs {
-        let img = bundle.join("rootfs.img");
-        let out = std::process::Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&img)
-            .output()
-            .unwrap();
-        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let r = LoopRootfs {
-            device,
-            mount: bundle.join("rootfs"),
-        };
-        let ok = std::process::Command::new("mount")
-            .arg(&r.device)
-            .arg(&r.mount)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        r
-    }
-
-    /// Processes that have the loop device open (QEMU while the disk is plugged).
+    /// Processes that have the device open (QEMU while the disk is plugged).
     fn holders(&self) -> Vec<String> {
         let mut found = Vec::new();
         for p in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -259,7 +226,7 @@ impl LoopRootfs {
                 continue;
             };
             for fd in fds.flatten() {
-                if std::fs::read_link(fd.path()).is_ok_and(|t| t.to_str() == Some(&self.device)) {
+                if std::fs::read_link(fd.path()).is_ok_and(|t| t.to_str() == Some(&self.0)) {
                     found.push(p.file_name().to_string_lossy().into_owned());
                 }
             }
@@ -268,13 +235,49 @@ impl LoopRootfs {
     }
 }
 
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
+/// A bundle whose rootfs is an ext4 image on a loop device mounted at `rootfs` (standing in
+/// for Kata 1.x's devicemapper). Unmounted, then detached, on drop.
+struct LoopRootfs {
+    mount: std::path::PathBuf,
+    device: LoopDevice,
+}
+
+impl LoopRootfs {
+    fn new(bundle: &std::path::Path) -> LoopRootfs {
+        let b = bundle.display();
+        sh(&format!(
+            "mv {b}/rootfs {b}/rootfs.files && truncate -s 64M {b}/rootfs.img && \
+             mkfs.ext4 -q -d {b}/rootfs.files {b}/rootfs.img && mkdir {b}/rootfs"
+        ));
+        Self::remount(bundle)
+    }
+
+    /// The image of a bundle made by [`LoopRootfs::new`], attached and mounted (again).
+    fn remount(bundle: &std::path::Path) -> LoopRootfs {
+        let device = LoopDevice::attach(&bundle.join("rootfs.img"));
+        let mount = bundle.join("rootfs");
+        sh(&format!("mount {} {}", device.0, mount.display()));
+        LoopRootfs { mount, device }
+    }
+
+    fn holders(&self) -> Vec<String> {
+        self.device.holders()
+    }
+}
+
 impl Drop for LoopRootfs {
+    /// The device field detaches after this, once the image is unmounted.
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg(&self.mount)
-            .status();
-        let _ = std::process::Command::new("losetup")
-            .args(["-d", &self.device])
             .status();
     }
 }
@@ -372,19 +375,6 @@ fn vm_storage_block_device_rootfs_is_hot_plugged() {
 #[test]
 fn vm_storage_block_volume() {
     let env = Env::new();
-    let sh = |cmd: &str| {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let dir = env.path().join("volimg");
     std::fs::create_dir_all(dir.join("content")).unwrap();
     std::fs::write(dir.join("content/from-image"), "image-data\n").unwrap();
@@ -392,16 +382,8 @@ fn vm_storage_block_volume() {
     sh(&format!(
         "truncate -s 32M {d}/vol.img && mkfs.ext4 -q -d {d}/content {d}/vol.img"
     ));
-    let device = sh(&format!("losetup -f --show {d}/vol.img"));
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("losetup")
-                .args(["-d", &self.0])
-                .status();
-        }
-    }
-    let _detach = Detach(device.clone());
+    let loop_device = LoopDevice::attach(&dir.join("vol.img"));
+    let device = loop_device.0.clone();
     let b = env.bundle(
         "bvol",
         &["sh", "-c", "cat /data/from-image; echo from-container > /data/written; sync; grep ' /data ' /proc/mounts"],
@@ -457,22 +439,8 @@ fn vm_storage_linux_devices_block_device() {
     let mut data = b"KATA-BLOCK-MAGIC".to_vec();
     data.resize(1 << 20, 0);
     std::fs::write(&img, &data).unwrap();
-    let out = std::process::Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&img)
-        .output()
-        .unwrap();
-    let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(device.starts_with("/dev/loop"), "losetup: {device}");
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("losetup")
-                .args(["-d", &self.0])
-                .status();
-        }
-    }
-    let _detach = Detach(device.clone());
+    let loop_device = LoopDevice::attach(&img);
+    let device = loop_device.0.clone();
     let meta = std::fs::metadata(&device).unwrap();
     assert!(meta.file_type().is_block_device());
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
