@@ -167,27 +167,6 @@ pub struct SavedAddress {
     pub scope: u8,
 }
 
-impl TapPair {
-    /// The `-netdev` value for QEMU started inside the namespace. `fd` is, for macvtap, the
-    /// descriptor number under which QEMU inherits an open `/dev/tapI` (required there).
-    pub fn qemu_netdev(&self, id: &str, vhost: bool, fd: Option<i32>) -> Option<String> {
-        let vhost = if vhost { "on" } else { "off" };
-        match (self.model, fd) {
-            (Model::MacVtap, Some(fd)) => Some(format!("tap,id={id},fd={fd},vhost={vhost}")),
-            (Model::MacVtap, None) => None,
-            _ => Some(format!(
-                "tap,id={id},ifname={},script=no,downscript=no,vhost={vhost}",
-                self.tap
-            )),
-        }
-    }
-
-    /// The `-device` value of the guest NIC on netdev `id`.
-    pub fn qemu_device(&self, id: &str) -> String {
-        format!("virtio-net-pci,netdev={id},mac={}", self.mac)
-    }
-}
-
 const TAP_SUFFIX: &str = "_kata";
 /// macvtap indexes: at or above this, below `MACVTAP_INDEX_BASE + 0x10000`.
 const MACVTAP_INDEX_BASE: u32 = 8192;
@@ -880,25 +859,6 @@ mod tests {
             bridge: None,
             undo: Undo::default(),
         }
-    }
-
-    #[test]
-    fn qemu_arguments() {
-        let p = pair(Model::TcFilter);
-        assert_eq!(
-            p.qemu_netdev("net0", false, None).as_deref(),
-            Some("tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=off")
-        );
-        assert_eq!(
-            p.qemu_device("net0"),
-            "virtio-net-pci,netdev=net0,mac=02:42:ac:11:00:02"
-        );
-        let m = pair(Model::MacVtap);
-        assert_eq!(m.qemu_netdev("net0", false, None), None);
-        assert_eq!(
-            m.qemu_netdev("net0", true, Some(3)).as_deref(),
-            Some("tap,id=net0,fd=3,vhost=on")
-        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!    addresses);
 //! 2. [`connect()`]s each interface to a tap by an interworking [`Model`] (`tcfilter` by
 //!    default), keeping in a [`TapPair`] what it changed;
-//! 3. starts QEMU *inside* that namespace with [`TapPair::qemu_netdev`] and the interface's MAC
-//!    ([`TapPair::qemu_device`]), then has the agent configure the guest NIC with the
+//! 3. starts QEMU *inside* that namespace with the tap (the hypervisor crate's `NetDevice`) and
+//!    the interface's MAC, then has the agent configure the guest NIC with the
 //!    [`Endpoint`]'s addresses and routes;
 //! 4. on delete, [`disconnect()`]s: the namespace is left as it was found.
 //!

@@ -11,7 +11,8 @@
 //! echo ADDR     > /sys/bus/pci/drivers_probe
 //! ```
 //!
-//! QEMU then opens `/dev/vfio/<iommu group>` ([`qemu_device`]). [`restore`] undoes it, possibly
+//! QEMU (`-device vfio-pci,host=ADDR`, see the hypervisor crate) then opens
+//! `/dev/vfio/<iommu group>`. [`restore`] undoes it, possibly
 //! in another process much later, from the [`VfioBinding`] kept in the sandbox's record.
 //!
 //! `driver_override` is used rather than `vfio-pci/new_id` because it concerns this one
@@ -369,16 +370,6 @@ pub fn pci_address_of(sysfs: &Path, ifname: &str) -> Option<String> {
     Some(name)
 }
 
-/// QEMU's `-device` value for the bound device: `vfio-pci,host=ADDR,id=ID[,bus=BUS]`.
-pub fn qemu_device(binding: &VfioBinding, id: &str, bus: Option<&str>) -> String {
-    let mut s = format!("vfio-pci,host={},id={id}", binding.pci_address);
-    if let Some(bus) = bus {
-        s.push_str(",bus=");
-        s.push_str(bus);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,18 +646,5 @@ mod tests {
         let json = serde_json::to_value(binding(None)).unwrap();
         assert_eq!(json["group_device"], "/dev/vfio/42");
         assert!(json["original_driver"].is_null());
-    }
-
-    #[test]
-    fn qemu_device_strings() {
-        let b = binding(Some("ixgbevf"));
-        assert_eq!(
-            qemu_device(&b, "vfio-net0", None),
-            "vfio-pci,host=0000:3b:00.1,id=vfio-net0"
-        );
-        assert_eq!(
-            qemu_device(&b, "vfio-net0", Some("pcie.1")),
-            "vfio-pci,host=0000:3b:00.1,id=vfio-net0,bus=pcie.1"
-        );
     }
 }
