@@ -58,6 +58,8 @@ install: build guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/kata-containers
 	install -m 0755 $(BIN_DIR)/kata-runtime $(BIN_DIR)/kata-proxy $(BIN_DIR)/kata-shim $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initrd.img $(GUEST_DIR)/manifest.json $(DESTDIR)$(PREFIX)/share/kata-containers/
+	install -d $(DESTDIR)$(PREFIX)/share/defaults/kata-containers
+	install -m 0644 config/configuration.toml $(DESTDIR)$(PREFIX)/share/defaults/kata-containers/
 
 # Regenerates pkg/protocols/src from the .proto files.
 protocols:

@@ -2,28 +2,35 @@
 //! found relative to the running executable, so binaries work straight from the build tree
 //! (`target/.../release/`, guest image in `build/guest/`) and once installed (`/usr/local/bin`,
 //! guest image in `/usr/local/share/kata-containers/`).
+//!
+//! The file is looked up as Kata 1.x does: `--kata-config`, else [`SYSTEM_CONFIG`] (the
+//! administrator's), else the default file installed with the runtime
+//! ([`default_file_candidates`]), else the built-in defaults, which equal that installed file
+//! (`config/configuration.toml` in the source tree).
+
+mod annotations;
+mod error;
+mod schema;
+mod validate;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+pub use annotations::{allowed_annotations, ANNOTATION_PREFIX};
+pub use error::Error;
+
 pub const SYSTEM_CONFIG: &str = "/etc/kata-containers/configuration.toml";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path}: {reason}")]
-    Parse { path: PathBuf, reason: String },
-    #[error("{what} not found (looked in: {looked}); set it in the configuration file")]
-    NotFound { what: &'static str, looked: String },
-}
+/// Where `make install` puts the default file, under its prefix.
+const DEFAULT_FILE_UNDER_PREFIX: &str = "share/defaults/kata-containers/configuration.toml";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The file this configuration was read from by [`Config::load`]; `None` for the built-in
+    /// defaults (and for [`Config::parse`], which has no say in which file is in use).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     #[serde(default)]
     pub hypervisor: HypervisorSection,
     #[serde(default)]
@@ -36,14 +43,14 @@ pub struct Config {
     pub runtime: RuntimeSection,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HypervisorSection {
     #[serde(default)]
     pub qemu: Qemu,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Qemu {
     pub path: Option<PathBuf>,
@@ -99,35 +106,35 @@ impl Default for Qemu {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     #[serde(default)]
     pub kata: Component,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShimSection {
     #[serde(default)]
     pub kata: Component,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Component {
     pub path: Option<PathBuf>,
     pub enable_debug: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
     #[serde(default)]
     pub kata: AgentKata,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentKata {
     /// Budget for the agent's first Health.Check answer after QEMU starts (seconds).
@@ -147,7 +154,7 @@ impl Default for AgentKata {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {
     pub enable_debug: bool,
@@ -175,25 +182,43 @@ impl Default for RuntimeSection {
 }
 
 impl Config {
-    /// `explicit` (from `--kata-config`), else the system file if present, else the defaults.
+    /// `explicit` (from `--kata-config`), else [`SYSTEM_CONFIG`] if present, else the first
+    /// installed default file present ([`default_file_candidates`]), else the built-in defaults.
+    /// [`Config::source`] says which file was used.
     pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
         let path = match explicit {
             Some(p) => p.to_path_buf(),
-            None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
-            None => return Ok(Config::default()),
+            None => {
+                let candidates: Vec<PathBuf> = std::iter::once(PathBuf::from(SYSTEM_CONFIG))
+                    .chain(default_file_candidates())
+                    .collect();
+                match candidates.iter().find(|p| p.exists()) {
+                    Some(p) => p.clone(),
+                    None => {
+                        log::info!(
+                            "no configuration file (looked in: {}); using built-in defaults",
+                            join_paths(&candidates)
+                        );
+                        return Ok(Config::default());
+                    }
+                }
+            }
         };
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
             path: path.clone(),
             source,
         })?;
-        Self::parse(&text, &path)
+        let mut config = Self::parse(&text, &path)?;
+        log::info!("configuration file {}", path.display());
+        config.source = Some(path);
+        Ok(config)
     }
 
+    /// Parses and validates `text`; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-        toml::from_str(text).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            reason: e.to_string().replace('\n', " "),
-        })
+        let config: Config = toml::from_str(text).map_err(|e| error::from_toml(path, text, &e))?;
+        config.validate(path, text)?;
+        Ok(config)
     }
 
     pub fn qemu_path(&self) -> Result<PathBuf, Error> {
@@ -258,12 +283,16 @@ fn resolve(
         .cloned()
         .ok_or_else(|| Error::NotFound {
             what,
-            looked: candidates
-                .iter()
-                .map(|c| c.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            looked: join_paths(candidates),
         })
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn exe_dir() -> Option<PathBuf> {
@@ -271,6 +300,27 @@ fn exe_dir() -> Option<PathBuf> {
         .ok()?
         .parent()
         .map(Path::to_path_buf)
+}
+
+/// Where the default file installed with the runtime may be, most specific first:
+/// `<prefix>/share/defaults/kata-containers/configuration.toml` for the prefix the executable is
+/// installed in (`<prefix>/bin`), then the usual prefixes `/usr/local` and `/usr`.
+pub fn default_file_candidates() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = exe_dir()
+        .and_then(|d| {
+            d.parent()
+                .map(|prefix| prefix.join(DEFAULT_FILE_UNDER_PREFIX))
+        })
+        .into_iter()
+        .collect();
+    for prefix in ["/usr/local", "/usr"] {
+        let p = Path::new(prefix).join(DEFAULT_FILE_UNDER_PREFIX);
+        // Installed in /usr/local/bin, the first candidate is already this one.
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    v
 }
 
 /// Binaries installed or built together sit in one folder.
@@ -298,6 +348,16 @@ fn guest_candidates(file: &str) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    /// The default file shipped in the source tree and installed by `make install`.
+    const DEFAULT_FILE: &str = include_str!("../../../config/configuration.toml");
+
+    fn err(text: &str) -> String {
+        match Config::parse(text, Path::new("/etc/x.toml")) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn parses_kata_names_and_refuses_unknown_keys() {
         let c = Config::parse(
@@ -320,5 +380,223 @@ mod tests {
         let mut c = Config::default();
         c.hypervisor.qemu.kernel = Some("/nonexistent/vmlinux".into());
         assert!(c.kernel_path().is_err());
+    }
+
+    const QEMU_KEYS: &str = "path, kernel, initrd, machine_type, kernel_params, default_vcpus, \
+        default_memory, default_maxvcpus, memory_slots, default_maxmemory, shared_fs, msize_9p, \
+        virtio_fs_daemon, virtio_fs_cache, accelerator, enable_debug, block_device_driver, \
+        disable_block_device_use";
+
+    #[test]
+    fn unknown_keys_name_line_section_and_known_keys() {
+        assert_eq!(
+            err("# c\n[hypervisor.qemu]\ndefault_vcpus = 1\nbogus_key = 1\n"),
+            format!("configuration file /etc/x.toml line 4: [hypervisor.qemu] bogus_key: unknown key (expected one of: {QEMU_KEYS})")
+        );
+        // However the key is written: dotted, in an inline table, quoted.
+        assert_eq!(
+            err("\nhypervisor.qemu.bogus = 1\n"),
+            format!("configuration file /etc/x.toml line 2: [hypervisor.qemu] bogus: unknown key (expected one of: {QEMU_KEYS})")
+        );
+        assert_eq!(
+            err("[hypervisor]\nqemu = { bogus = 1 }\n"),
+            format!("configuration file /etc/x.toml line 2: [hypervisor.qemu] bogus: unknown key (expected one of: {QEMU_KEYS})")
+        );
+        assert_eq!(
+            err("[runtime]\n\"a\\nb\" = 1\n"),
+            "configuration file /etc/x.toml line 2: [runtime] \"a\\nb\": unknown key (expected one of: enable_debug, sandbox_stop_timeout, vm_dir, shared_dir, internetworking_model)"
+        );
+        // Unknown sections.
+        assert_eq!(
+            err("[hypervisor.firecracker]\npath = \"x\"\n"),
+            "configuration file /etc/x.toml line 1: [hypervisor] firecracker: unknown key (expected one of: qemu)"
+        );
+        assert_eq!(
+            err("[proxy.kata]\n[shim.kata]\nenable_debug = true\n[image]\n"),
+            "configuration file /etc/x.toml line 4: image: unknown key (expected one of: hypervisor, proxy, shim, agent, runtime)"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_line_key_and_expected_type() {
+        assert_eq!(
+            err("[hypervisor.qemu]\ndefault_memory = \"lots\"\n"),
+            "configuration file /etc/x.toml line 2: [hypervisor.qemu] default_memory: invalid type: string \"lots\", expected an integer from 0 to 4294967295"
+        );
+        assert_eq!(
+            err("[agent.kata]\ndial_timeout = -1\n"),
+            "configuration file /etc/x.toml line 2: [agent.kata] dial_timeout: invalid value: integer `-1`, expected a non-negative integer"
+        );
+        assert_eq!(
+            err("[shim.kata]\nenable_debug = \"yes\"\n"),
+            "configuration file /etc/x.toml line 2: [shim.kata] enable_debug: invalid type: string \"yes\", expected a boolean"
+        );
+        assert_eq!(
+            err("[runtime]\nvm_dir = 1\n"),
+            "configuration file /etc/x.toml line 2: [runtime] vm_dir: invalid type: integer `1`, expected a string (a path)"
+        );
+        assert_eq!(
+            err("[hypervisor]\nqemu = 3\n"),
+            "configuration file /etc/x.toml line 2: [hypervisor] qemu: invalid type: integer `3`, expected a table"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        assert_eq!(
+            err("[hypervisor.qemu]\ndefault_memory = \n"),
+            "configuration file /etc/x.toml line 2 column 18: invalid string; expected `\"`, `'`"
+        );
+        assert_eq!(
+            err("[hypervisor.qemu\n"),
+            "configuration file /etc/x.toml line 1 column 17: invalid table header; expected `.`, `]`"
+        );
+        assert_eq!(
+            err("[hypervisor.qemu]\ndefault_memory = 1\ndefault_memory = 2\n"),
+            "configuration file /etc/x.toml line 3 column 1: duplicate key `default_memory` in table `hypervisor.qemu`"
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for text in [
+            "[hypervisor.qemu]\nbogus = 1\n",
+            "[hypervisor.qemu]\ndefault_memory = \"lots\"\n",
+            "[hypervisor.qemu]\ndefault_memory = \n",
+            "a = \"x\n",
+            "[runtime]\ninternetworking_model = \"a\\nb\"\n",
+        ] {
+            let e = err(text);
+            assert!(
+                !e.contains('\n') && e.starts_with("configuration file /etc/x.toml"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_file_equals_builtin_defaults() {
+        let parsed = Config::parse(DEFAULT_FILE, Path::new("configuration.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (f, d) = (&parsed.hypervisor.qemu, &Qemu::default());
+        // Field by field first, so a drift names the key.
+        assert_eq!(f.path, d.path, "path");
+        assert_eq!(f.kernel, d.kernel, "kernel");
+        assert_eq!(f.initrd, d.initrd, "initrd");
+        assert_eq!(f.machine_type, d.machine_type, "machine_type");
+        assert_eq!(f.kernel_params, d.kernel_params, "kernel_params");
+        assert_eq!(f.default_vcpus, d.default_vcpus, "default_vcpus");
+        assert_eq!(f.default_memory, d.default_memory, "default_memory");
+        assert_eq!(f.default_maxvcpus, d.default_maxvcpus, "default_maxvcpus");
+        assert_eq!(f.memory_slots, d.memory_slots, "memory_slots");
+        assert_eq!(
+            f.default_maxmemory, d.default_maxmemory,
+            "default_maxmemory"
+        );
+        assert_eq!(f.shared_fs, d.shared_fs, "shared_fs");
+        assert_eq!(f.msize_9p, d.msize_9p, "msize_9p");
+        assert_eq!(f.virtio_fs_daemon, d.virtio_fs_daemon, "virtio_fs_daemon");
+        assert_eq!(f.virtio_fs_cache, d.virtio_fs_cache, "virtio_fs_cache");
+        assert_eq!(f.accelerator, d.accelerator, "accelerator");
+        assert_eq!(f.enable_debug, d.enable_debug, "enable_debug");
+        assert_eq!(
+            f.block_device_driver, d.block_device_driver,
+            "block_device_driver"
+        );
+        assert_eq!(
+            f.disable_block_device_use, d.disable_block_device_use,
+            "disable_block_device_use"
+        );
+        let d = Config::default();
+        for (name, f, d) in [
+            ("proxy.kata", &parsed.proxy.kata, &d.proxy.kata),
+            ("shim.kata", &parsed.shim.kata, &d.shim.kata),
+        ] {
+            assert_eq!(f.path, d.path, "{name} path");
+            assert_eq!(f.enable_debug, d.enable_debug, "{name} enable_debug");
+        }
+        let (f, d) = (&parsed.agent.kata, &AgentKata::default());
+        assert_eq!(f.dial_timeout, d.dial_timeout, "dial_timeout");
+        assert_eq!(f.request_timeout, d.request_timeout, "request_timeout");
+        assert_eq!(f.enable_debug, d.enable_debug, "agent enable_debug");
+        let (f, d) = (&parsed.runtime, &RuntimeSection::default());
+        assert_eq!(f.enable_debug, d.enable_debug, "runtime enable_debug");
+        assert_eq!(
+            f.sandbox_stop_timeout, d.sandbox_stop_timeout,
+            "sandbox_stop_timeout"
+        );
+        assert_eq!(f.vm_dir, d.vm_dir, "vm_dir");
+        assert_eq!(f.shared_dir, d.shared_dir, "shared_dir");
+        assert_eq!(
+            f.internetworking_model, d.internetworking_model,
+            "internetworking_model"
+        );
+        // Then the whole, which also covers fields added later.
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn default_file_has_every_section_and_key() {
+        assert_eq!(
+            schema::section_keys(""),
+            Some(&["hypervisor", "proxy", "shim", "agent", "runtime"][..]),
+            "source is not a file key"
+        );
+        for section in schema::VALUE_SECTIONS {
+            let header = format!("[{section}]");
+            let body = DEFAULT_FILE
+                .split_once(&format!("\n{header}\n"))
+                .map(|(_, after)| after.split("\n[").next().unwrap_or_default())
+                .unwrap_or_else(|| panic!("{header} missing"));
+            let keys = schema::section_keys(section).unwrap_or_default();
+            assert!(!keys.is_empty(), "{section}");
+            for key in keys {
+                // Set, or commented out for keys whose default is found at run time.
+                let present = body.lines().any(|l| {
+                    let l = l.trim_start_matches('#');
+                    l.strip_prefix(key)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                });
+                assert!(
+                    present,
+                    "{header} {key} missing from config/configuration.toml"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn load_records_the_file_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[runtime]\nsandbox_stop_timeout = 9\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.source.as_deref(), Some(path.as_path()));
+        assert_eq!(c.runtime.sandbox_stop_timeout, 9);
+        let missing = dir.path().join("none.toml");
+        let e = Config::load(Some(&missing)).unwrap_err();
+        assert!(matches!(e, Error::Read { .. }), "{e:?}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn default_file_candidates_are_prefix_share_defaults() {
+        let c = default_file_candidates();
+        assert!(c.len() >= 2, "{c:?}");
+        assert!(c
+            .iter()
+            .all(|p| p.ends_with("share/defaults/kata-containers/configuration.toml")));
+        assert!(c.contains(&PathBuf::from(
+            "/usr/local/share/defaults/kata-containers/configuration.toml"
+        )));
+        assert_eq!(
+            c.last(),
+            Some(&PathBuf::from(
+                "/usr/share/defaults/kata-containers/configuration.toml"
+            ))
+        );
+        // The installed prefix of the running executable comes first.
+        let exe_prefix = exe_dir().and_then(|d| d.parent().map(Path::to_path_buf));
+        assert!(exe_prefix.is_some_and(|p| c[0].starts_with(p)), "{c:?}");
     }
 }
