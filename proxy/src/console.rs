@@ -1,4 +1,5 @@
-//! Following the guest console: every line is logged with `source=guest`.
+//! Following the guest console: the agent's lines are logged with `source=agent`, the kernel's with
+//! `source=agent stream=console`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
-use crate::logger::GUEST;
+use crate::logger::{AGENT, GUEST};
 
 /// QEMU creates the console socket when it starts; the proxy may be a little early.
 const CONNECT_ATTEMPTS: u32 = 10;
@@ -69,6 +70,47 @@ pub async fn follow(path: PathBuf) {
 fn emit(line: &mut Vec<u8>) {
     // Console lines end in "\r\n"; the guest's output is not necessarily UTF-8.
     let text = String::from_utf8_lossy(line);
-    log::info!(target: GUEST, "{}", text.trim_end_matches('\r'));
+    let mut text = text.trim_end_matches('\r');
+    // The agent's first line may follow firmware output that ended without a newline.
+    if let Some(at) = text.find("kata-agent ").filter(|&at| at > 0) {
+        if agent_record(&text[at..]).is_some() {
+            log::info!(target: GUEST, "{}", &text[..at]);
+            text = &text[at..];
+        }
+    }
+    match agent_record(text) {
+        Some((level, msg)) => log::log!(target: AGENT, level, "{msg}"),
+        None => log::info!(target: GUEST, "{text}"),
+    }
     line.clear();
+}
+
+/// The agent writes `kata-agent LEVEL: message` lines (cmd/kata-agent's logger).
+fn agent_record(text: &str) -> Option<(log::Level, &str)> {
+    let rest = text.strip_prefix("kata-agent ")?;
+    let (level, msg) = rest.split_once(": ")?;
+    let level = match level {
+        "error" => log::Level::Error,
+        "warn" => log::Level::Warn,
+        "info" => log::Level::Info,
+        "debug" => log::Level::Debug,
+        "trace" => log::Level::Trace,
+        _ => return None,
+    };
+    Some((level, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_record;
+
+    #[test]
+    fn agent_lines_are_told_from_kernel_lines() {
+        assert_eq!(
+            agent_record("kata-agent warn: container c1: exited"),
+            Some((log::Level::Warn, "container c1: exited"))
+        );
+        assert_eq!(agent_record("[    1.234] virtio_net: eth0 up"), None);
+        assert_eq!(agent_record("kata-agent loud: x"), None);
+    }
 }

@@ -129,7 +129,11 @@ async fn serves_clients_logs_console_and_stops_on_sigterm() {
     let console_listener = UnixListener::bind(&console).expect("bind console");
     tokio::spawn(async move {
         if let Ok((mut c, _)) = console_listener.accept().await {
-            let _ = c.write_all(b"hello from guest\r\nsecond \"line\"\n").await;
+            let _ = c
+                .write_all(
+                    b"hello from guest\r\nsecond \"line\"\nkata-agent warn: agent says hi\r\n",
+                )
+                .await;
             sleep(Duration::from_secs(30)).await; // keep it open like QEMU would
         }
     });
@@ -204,12 +208,16 @@ async fn serves_clients_logs_console_and_stops_on_sigterm() {
         "{log}"
     );
     assert!(
-        log.contains(r#"source=guest msg="hello from guest""#),
+        log.contains(r#"source=agent sandbox=sb-one stream=console msg="hello from guest""#),
         "console line missing:\n{log}"
     );
     assert!(
-        log.contains(r#"source=guest msg="second \"line\"""#),
+        log.contains(r#"stream=console msg="second \"line\"""#),
         "{log}"
+    );
+    assert!(
+        log.contains(r#"level=warn source=agent sandbox=sb-one msg="agent says hi""#),
+        "agent line missing:\n{log}"
     );
 }
 

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-usage: kata-shim --agent [unix://]PATH --container CID --exec-id EID [--terminal] [--log FILE] [--debug]
+usage: kata-shim --agent [unix://]PATH --container CID --exec-id EID [--sandbox SID] [--terminal] [--log FILE] [--debug]
 
 Host-side stand-in for one process running in a kata VM: relays this process's stdin/stdout/stderr
 to the process through the agent, forwards signals to it and exits with its exit status.
@@ -17,6 +17,7 @@ to the process through the agent, forwards signals to it and exits with its exit
   --agent PATH      the sandbox's proxy socket (a unix:// prefix is accepted)
   --container CID   the container id
   --exec-id EID     the process id inside the container (the container id for its init process)
+  --sandbox SID     the sandbox id, for the log lines
   --terminal        the process has a terminal: stdout carries stderr too, our stdin goes raw and
                     SIGWINCH resizes the process's terminal
   --log FILE        append log lines to FILE (default: warnings and errors to stderr)
@@ -30,6 +31,8 @@ pub struct Args {
     pub agent: PathBuf,
     pub container: String,
     pub exec_id: String,
+    /// Only named in log lines; empty when not given.
+    pub sandbox: String,
     pub terminal: bool,
     pub log: Option<PathBuf>,
     pub debug: bool,
@@ -49,6 +52,7 @@ where
     let mut agent = None;
     let mut container = None;
     let mut exec_id = None;
+    let mut sandbox = String::new();
     let mut terminal = false;
     let mut log = None;
     let mut debug = false;
@@ -83,6 +87,7 @@ where
             "agent" => agent = Some(agent_path(&value(name)?)?),
             "container" => container = Some(value(name)?),
             "exec-id" => exec_id = Some(value(name)?),
+            "sandbox" => sandbox = value(name)?,
             "log" => log = Some(PathBuf::from(value(name)?)),
             "terminal" => terminal = flag_bool(name, inline.as_deref())?,
             "debug" => debug = flag_bool(name, inline.as_deref())?,
@@ -98,6 +103,7 @@ where
         agent,
         container,
         exec_id,
+        sandbox,
         terminal,
         log: log.filter(|p| !p.as_os_str().is_empty()),
         debug,

@@ -77,12 +77,12 @@ fn run() -> Result<i32> {
             return Ok(1);
         }
     };
-    if let Err(e) = logger::init(
-        args.log.as_deref(),
-        args.debug,
-        &args.container,
-        &args.exec_id,
-    ) {
+    let ids = logger::Ids {
+        sandbox: &args.sandbox,
+        container: &args.container,
+        exec_id: &args.exec_id,
+    };
+    if let Err(e) = logger::init(args.log.as_deref(), args.debug, &ids) {
         // Not fatal: losing the log is better than failing the container.
         eprintln!(
             "kata-shim: cannot open log file {}: {e}; logging to stderr",
@@ -91,7 +91,7 @@ fn run() -> Result<i32> {
                 .unwrap_or(std::path::Path::new(""))
                 .display()
         );
-        logger::init(None, args.debug, &args.container, &args.exec_id).ok();
+        logger::init(None, args.debug, &ids).ok();
     }
     LOG_ON_STDERR.store(args.log.is_none(), Ordering::SeqCst);
     log::info!(

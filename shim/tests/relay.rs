@@ -412,7 +412,8 @@ fn one_mib_round_trip_exits_zero_and_logs_to_file() {
 
     let text = std::fs::read_to_string(&log).expect("read the log file");
     assert!(
-        text.lines().all(|l| l.contains("container=c1 exec=c1")),
+        text.lines()
+            .all(|l| l.starts_with("time=") && l.contains(" source=shim container=c1 msg=")),
         "log:\n{text}"
     );
     assert!(

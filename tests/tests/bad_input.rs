@@ -90,3 +90,72 @@ fn unknown_signal() {
     assert_refused(&env, &["kill", "nosuch", "SIGFOO"], "unknown signal");
     assert_refused(&env, &["kill", "nosuch", "99"], "signal out of range");
 }
+
+/// A malformed configuration file: one line naming the file, the line and the key; nothing
+/// is created.
+#[test]
+fn malformed_configuration_file() {
+    let env = Env::new();
+    let b = env.bundle("cfg", &["true"]);
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let base_lines = base.lines().count();
+    let cases = [
+        (
+            "[hypervisor.qemu]\nbogus_key = 1\n",
+            "bogus_key",
+            2,
+            "unknown key",
+        ),
+        (
+            "[hypervisor.qemu]\ndefault_memory = \"lots\"\n",
+            "default_memory",
+            2,
+            "invalid type",
+        ),
+        (
+            "[hypervisor.qemu]\nshared_fs = \"nfs\"\n",
+            "shared_fs",
+            2,
+            "bad value",
+        ),
+        // The base file ends in its [runtime] section.
+        (
+            "internetworking_model = \"warp\"\n",
+            "internetworking_model",
+            1,
+            "bad value",
+        ),
+        (
+            "[agent.kata]\ndial_timeout = 0\n",
+            "dial_timeout",
+            2,
+            "bad value",
+        ),
+        ("[hypervisor.qemu\n", "", 1, "line"),
+        ("[nosuch]\nx = 1\n", "nosuch", 1, "unknown key"),
+    ];
+    for (extra, key, line, what) in cases {
+        let text = format!("{base}{extra}");
+        std::fs::write(&env.config, &text).unwrap();
+        let out = env.run(&["create", "--bundle", b.to_str().unwrap(), "c1"], b"", T);
+        assert_eq!(out.code(), 1, "{extra:?}: {}", out.stderr);
+        let stderr = out.stderr.trim();
+        assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
+        let want_line = format!("line {}", base_lines + line);
+        for needle in [env.config.to_str().unwrap(), &want_line, key, what] {
+            assert!(
+                stderr.contains(needle),
+                "{extra:?}: {needle:?} missing in {stderr}"
+            );
+        }
+        env.assert_clean();
+        assert!(
+            !env.root.join("c1").exists(),
+            "{extra:?}: state left behind"
+        );
+    }
+    // `kata-check` and `kata-env` report the same error.
+    let out = env.run(&["kata-env"], b"", T);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+}

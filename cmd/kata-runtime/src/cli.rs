@@ -33,7 +33,8 @@ pub struct Global {
     /// Accepted for runc compatibility: cgroups live in the guest.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// Configuration file (default: /etc/kata-containers/configuration.toml, else built-in).
+    /// Configuration file (default: /etc/kata-containers/configuration.toml, else the installed
+    /// default share/defaults/kata-containers/configuration.toml, else built-in values).
     #[arg(long, global = true)]
     pub kata_config: Option<PathBuf>,
 }
@@ -65,6 +66,39 @@ pub enum Command {
     /// Manage the VM's network interfaces and routes (Kata 1.x's verbs).
     #[command(subcommand)]
     KataNetwork(KataNetwork),
+    /// Print one sandbox's log, time-ordered across runtime, proxy, shims, QEMU and agent.
+    Logs(Logs),
+}
+
+impl Command {
+    /// The container the call is about, for the sandbox log.
+    pub fn container_id(&self) -> Option<&str> {
+        Some(match self {
+            Command::Create(c) => &c.container_id,
+            Command::Start(c) => &c.container_id,
+            Command::State(c) => &c.container_id,
+            Command::Kill(c) => &c.container_id,
+            Command::Delete(c) => &c.container_id,
+            Command::Run(c) => &c.container_id,
+            Command::Exec(c) => &c.container_id,
+            Command::Ps(c) => &c.container_id,
+            Command::Pause(c) => &c.container_id,
+            Command::Resume(c) => &c.container_id,
+            Command::Update(c) => &c.container_id,
+            Command::Events(c) => &c.container_id,
+            Command::KataNetwork(n) => n.container_id(),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Logs {
+    /// The sandbox (its first container's id), or any container of it.
+    pub container_id: String,
+    /// One JSON object per line instead of logfmt.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +106,10 @@ pub struct KataCheck {
     /// One JSON object instead of one line per check.
     #[arg(long)]
     pub json: bool,
+    /// Check a running sandbox end to end (QEMU and QMP, proxy, agent, shims) instead of
+    /// the host.
+    #[arg(long, value_name = "ID")]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +132,17 @@ pub enum KataNetwork {
     UpdateRoutes(NetworkInput),
     /// List the VM's routes.
     ListRoutes(NetworkTarget),
+}
+
+impl KataNetwork {
+    pub fn container_id(&self) -> &str {
+        match self {
+            KataNetwork::AddIface(i) | KataNetwork::DelIface(i) | KataNetwork::UpdateRoutes(i) => {
+                &i.container_id
+            }
+            KataNetwork::ListIfaces(t) | KataNetwork::ListRoutes(t) => &t.container_id,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -1,19 +1,112 @@
-//! The runtime's log, in runc's formats: `--log FILE` gets every record at info (debug with
-//! `--debug`); `--log-format json` writes one {"level","msg","time"} object per line, which is
-//! what containerd reads from log.json to explain a failure.
+//! The runtime's logs. Two sinks:
+//! - `--log FILE` in runc's formats (text, or `--log-format json`: one {"level","msg","time"}
+//!   object per line, which is what containerd reads from log.json to explain a failure);
+//! - the sandbox log: `runtime.log` in the sandbox's VM folder, in the sandbox-log format with
+//!   the sandbox and container ids, merged with the other components' by `kata-runtime logs`.
+//!
+//! The sandbox of a call is only known once its container's record can be read (for `create`:
+//! once it is saved), so lines are held until then and written when it is known.
 
 use crate::cli::Global;
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-struct FileLogger {
-    file: Mutex<std::fs::File>,
-    json: bool,
+/// Lines kept while the sandbox is not known yet; a call logs far fewer.
+const MAX_PENDING: usize = 1000;
+
+struct Pending {
+    time: String,
+    level: Level,
+    msg: String,
 }
 
-impl Log for FileLogger {
+struct SandboxSink {
+    root: PathBuf,
+    container: Option<String>,
+    /// Sandbox id and the open runtime.log, once known.
+    target: Option<(String, std::fs::File)>,
+    pending: Vec<Pending>,
+}
+
+impl SandboxSink {
+    /// Finds the container's sandbox from the state records (read without the lock: a record
+    /// is replaced atomically) and opens its runtime.log; never creates the VM folder (a
+    /// deleted sandbox's folder must stay deleted).
+    fn resolve(&mut self) {
+        if self.target.is_some() {
+            return;
+        }
+        let Some(container) = &self.container else {
+            return;
+        };
+        let store = store::Store::new(&self.root);
+        let Ok(rec) = store.load_container(container) else {
+            return;
+        };
+        let Ok(sb) = store.load_sandbox(&rec.sandbox_id) else {
+            return;
+        };
+        if let Ok(f) = append_existing(&sb.vm_dir.join(sandbox_log::files::RUNTIME)) {
+            self.target = Some((rec.sandbox_id, f));
+        }
+    }
+
+    fn write(&mut self, p: Pending) {
+        self.resolve();
+        match &self.target {
+            None => {
+                if self.pending.len() < MAX_PENDING {
+                    self.pending.push(p);
+                }
+            }
+            Some(_) => {
+                let pending = std::mem::take(&mut self.pending);
+                for p in pending.into_iter().chain(std::iter::once(p)) {
+                    self.emit(&p);
+                }
+            }
+        }
+    }
+
+    fn emit(&self, p: &Pending) {
+        let (Some((sandbox, file)), Some(container)) = (&self.target, &self.container) else {
+            return;
+        };
+        let line = sandbox_log::Line {
+            level: p.level,
+            source: "runtime",
+            sandbox,
+            container,
+            extra: &[],
+            msg: &p.msg,
+        }
+        .render_at(&p.time);
+        // One write per line on an O_APPEND file: concurrent calls do not interleave.
+        let _ = (&*file).write_all(line.as_bytes());
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.resolve();
+        if self.target.is_some() {
+            for p in std::mem::take(&mut self.pending) {
+                self.emit(&p);
+            }
+        }
+    }
+}
+
+struct RuntimeLogger {
+    /// `--log` and whether it is JSON.
+    runc: Option<(Mutex<std::fs::File>, bool)>,
+    sandbox: Mutex<SandboxSink>,
+}
+
+impl Log for RuntimeLogger {
     fn enabled(&self, m: &Metadata) -> bool {
         m.level() <= log::max_level()
     }
@@ -22,43 +115,55 @@ impl Log for FileLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let level = r.level().as_str().to_ascii_lowercase();
-        let time = timestamp();
+        let time = sandbox_log::now();
         let msg = r.args().to_string();
-        let line = if self.json {
-            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
-        } else {
-            format!(
-                "time=\"{time}\" level={level} msg=\"{}\" source=runtime",
-                msg.replace('"', "\\\"")
-            )
-        };
-        if let Ok(mut f) = self.file.lock() {
-            let _ = writeln!(f, "{line}");
+        if let Some((file, json)) = &self.runc {
+            let level = r.level().as_str().to_ascii_lowercase();
+            let line = if *json {
+                serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+            } else {
+                format!(
+                    "time=\"{time}\" level={level} msg=\"{}\" source=runtime",
+                    msg.replace('"', "\\\"")
+                )
+            };
+            if let Ok(mut f) = file.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        if let Ok(mut s) = self.sandbox.lock() {
+            s.write(Pending {
+                time,
+                level: r.level(),
+                msg,
+            });
         }
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        if let Ok(mut s) = self.sandbox.lock() {
+            s.flush();
+        }
+    }
 }
 
-fn timestamp() -> String {
-    sandbox::now_rfc3339()
-}
-
-pub fn init(g: &Global) {
-    let Some(path) = g.log.as_ref() else {
-        return;
-    };
-    let file = match open(path) {
-        Ok(f) => f,
+/// Installs the logger; `container`: the container the call is about, if any.
+pub fn init(g: &Global, container: Option<&str>) {
+    let runc = g.log.as_ref().and_then(|path| match open(path) {
+        Ok(f) => Some((Mutex::new(f), g.log_format == "json")),
         Err(e) => {
             eprintln!("kata-runtime: cannot open log file {}: {e}", path.display());
-            return;
+            None
         }
-    };
-    let logger = Box::new(FileLogger {
-        file: Mutex::new(file),
-        json: g.log_format == "json",
+    });
+    let logger = Box::new(RuntimeLogger {
+        runc,
+        sandbox: Mutex::new(SandboxSink {
+            root: g.root.clone(),
+            container: container.map(str::to_string),
+            target: None,
+            pending: Vec::new(),
+        }),
     });
     if log::set_boxed_logger(logger).is_ok() {
         log::set_max_level(if g.debug {
@@ -69,10 +174,23 @@ pub fn init(g: &Global) {
     }
 }
 
+/// Writes lines still held for the sandbox log (a `create` saves its record last).
+pub fn finish() {
+    log::logger().flush();
+}
+
 fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Opens `path` for appending, creating the file but not its folder.
+fn append_existing(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

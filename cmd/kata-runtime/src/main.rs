@@ -13,8 +13,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return cli::usage_error(e),
     };
-    logging::init(&cli.global);
-    match commands::dispatch(cli) {
+    logging::init(&cli.global, cli.command.container_id());
+    let code = match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
@@ -22,5 +22,7 @@ fn main() -> ExitCode {
             eprintln!("kata-runtime: {line}");
             ExitCode::from(1)
         }
-    }
+    };
+    logging::finish();
+    code
 }

@@ -91,3 +91,36 @@ fn routes_proto(routes: &[network::Route]) -> pb::Routes {
     out.Routes = routes.iter().map(conv::route_to_proto).collect();
     out
 }
+
+/// Counters of the guest's interfaces (the pod's network: containers share the guest's
+/// namespace), loopback left out as runc does.
+pub fn interface_stats() -> Vec<pb::NetworkStats> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut out: Vec<pb::NetworkStats> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name != "lo")
+        .map(|name| {
+            let counter = |c: &str| -> u64 {
+                std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/{c}"))
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            let mut s = pb::NetworkStats::new();
+            s.rx_bytes = counter("rx_bytes");
+            s.rx_packets = counter("rx_packets");
+            s.rx_errors = counter("rx_errors");
+            s.rx_dropped = counter("rx_dropped");
+            s.tx_bytes = counter("tx_bytes");
+            s.tx_packets = counter("tx_packets");
+            s.tx_errors = counter("tx_errors");
+            s.tx_dropped = counter("tx_dropped");
+            s.name = name;
+            s
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

@@ -140,6 +140,7 @@ impl AgentService for Agent {
         let stats = self.containers.stats(&req.container_id).map_err(to_rpc)?;
         let mut resp = StatsContainerResponse::new();
         resp.cgroup_stats = Some(stats).into();
+        resp.network_stats = crate::net::interface_stats();
         Ok(resp)
     }
 

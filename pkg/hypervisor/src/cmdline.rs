@@ -153,6 +153,10 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     ]);
     push(&["-pidfile", &pid_file]);
     push(&["-D", &log]);
+    // Timestamps on QEMU's messages and a trace line (to the -D log) for every QMP command
+    // and run-state change: `kata-runtime logs` merges them with the other components' lines.
+    push(&["-msg", "timestamp=on"]);
+    push(&["-trace", "handle_qmp_command", "-trace", "runstate_set"]);
     if cfg.debug {
         // Gives -D something to record: guest accesses to unimplemented/invalid hardware.
         push(&["-d", "guest_errors"]);
@@ -404,6 +408,8 @@ mod tests {
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-daemonize",
         "-pidfile", "/run/vc/vm/abc/qemu.pid",
         "-D", "/run/vc/vm/abc/qemu.log",
+        "-msg", "timestamp=on",
+        "-trace", "handle_qmp_command", "-trace", "runstate_set",
     ];
     const DEVICES: &[&str] = &[
         "-qmp", "unix:/run/vc/vm/abc/qmp.sock,server=on,wait=off",

@@ -35,6 +35,17 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     }
     let bundle = Bundle::load(opts.bundle)?;
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    // Per-pod overrides (`io.katacontainers.config.*`, a safe list only) shape this sandbox;
+    // for a member of an existing sandbox they are checked the same way but its VM is made.
+    let mut pod_config = rt.config.clone();
+    let applied = pod_config.apply_annotations(&annotations)?;
+    if !applied.is_empty() {
+        log::info!("container {id}: configuration overridden by annotations {applied:?}");
+    }
+    let rt = &Runtime {
+        store: rt.store.clone(),
+        config: pod_config,
+    };
     let kind = oci::container_type(Some(&annotations))?;
     warn_ignored_fields(id, &bundle.spec);
     let process = bundle.spec.process().as_ref();
@@ -168,7 +179,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
             mux: &qemu.agent_socket(),
             console: &qemu.console_socket(),
             sandbox_id,
-            log: &vm_dir.join("proxy.log"),
+            log: &vm_dir.join(sandbox_log::files::PROXY),
             debug,
         },
         Duration::from_secs(10),
@@ -410,12 +421,15 @@ pub(crate) fn add_container(
         tty,
         binary: target.shim_bin,
         agent_socket: target.proxy_socket,
+        sandbox_id: target.sandbox_id,
         container_id: id,
         exec_id: id,
         terminal,
-        log: target
-            .vm_dir
-            .join(format!("shim-{}.log", crate::short_name(id))),
+        log: target.vm_dir.join(format!(
+            "{}{}.log",
+            sandbox_log::files::SHIM_PREFIX,
+            crate::short_name(id)
+        )),
         debug: target.debug,
     })?;
     let shim_ref = ProcessRef::of(shim.id() as i32);
@@ -435,7 +449,7 @@ pub(crate) fn add_container(
         status: Status::Created,
         shim: shim_ref,
         rootfs_mount: share_base,
-        created: crate::time::now_rfc3339(),
+        created: sandbox_log::now(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         block_rootfs: disk,
         block_volumes: volumes,

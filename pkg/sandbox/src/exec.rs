@@ -94,12 +94,15 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
         },
         binary: &shim_bin,
         agent_socket: &sb.proxy_socket,
+        sandbox_id: &sb.id,
         container_id: id,
         exec_id: &exec_id,
         terminal,
-        log: sb
-            .vm_dir
-            .join(format!("shim-{}.log", crate::short_name(id))),
+        log: sb.vm_dir.join(format!(
+            "{}{}.log",
+            sandbox_log::files::SHIM_PREFIX,
+            crate::short_name(id)
+        )),
         debug: rt.config.shim.kata.enable_debug,
     });
     let shim = match shim {

@@ -7,18 +7,20 @@ mod blockdev;
 mod console;
 mod create;
 mod exec;
+pub mod health;
 mod hooks;
 pub mod hostcheck;
 mod lifecycle;
+mod logs;
 mod member;
 mod netcmd;
 mod network;
+mod overhead;
 mod procs;
 mod resize;
 mod rollback;
 mod share;
 mod signal;
-mod time;
 
 pub use create::{create, CreateOptions, Created};
 pub use exec::{base_process, exec, ExecOptions};
@@ -30,8 +32,8 @@ pub mod kata_network {
     };
 }
 pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, stats, update, OciState};
+pub use logs::logs;
 pub use signal::parse_signal;
-pub use time::now_rfc3339;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -103,6 +103,7 @@ pub struct ShimArgs<'a> {
     pub tty: Option<&'a OwnedFd>,
     pub binary: &'a Path,
     pub agent_socket: &'a Path,
+    pub sandbox_id: &'a str,
     pub container_id: &'a str,
     pub exec_id: &'a str,
     pub terminal: bool,
@@ -120,6 +121,8 @@ pub fn start_shim(a: &ShimArgs) -> Result<Child> {
         .arg(a.container_id)
         .arg("--exec-id")
         .arg(a.exec_id)
+        .arg("--sandbox")
+        .arg(a.sandbox_id)
         .arg("--log")
         .arg(&a.log);
     if a.terminal {

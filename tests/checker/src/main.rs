@@ -5,7 +5,8 @@
 //!
 //! Output: one line per check on stdout, `PASS <check>`, `FAIL <check>: <expected vs actual>`
 //! or `SKIP <check>: <why>`. A field the spec does not set is not checked. `--fs DIR` and
-//! `--fs-ro DIR` check file semantics in a (shared) folder instead. Exit status 0 when
+//! `--fs-ro DIR` check file semantics in a (shared) folder instead; `--hold-mem MIB` holds that
+//! much resident memory until killed. Exit status 0 when
 //! nothing failed, 1 otherwise, 2 on bad usage.
 
 mod caps;
@@ -20,6 +21,21 @@ mod seccomp;
 
 use oci_spec::runtime::Spec;
 use report::{Outcome, Report};
+
+/// Allocates `mib` MiB, writes every page (so it is resident, not just reserved), says so on
+/// stdout and sleeps until killed: a known amount of container memory for the stats tests.
+fn hold_memory(mib: usize) -> ! {
+    let mut block = vec![0u8; mib << 20];
+    for page in block.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    println!("holding {mib} MiB");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        // Keeps the block alive (and its pages touched) for the optimizer's sake.
+        std::hint::black_box(&block);
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -43,13 +59,20 @@ fn main() {
                 }
             }
         }
+        [_, flag, mib] if flag == "--hold-mem" => {
+            let Ok(mib) = mib.parse::<usize>() else {
+                eprintln!("usage: kata-spec-checker --hold-mem MIB");
+                std::process::exit(2);
+            };
+            hold_memory(mib)
+        }
         [_, path] => match Spec::load(path) {
             Ok(spec) => run_all(&spec, &mut report),
             Err(e) => report.record("spec", Outcome::Fail(format!("reading {path}: {e}"))),
         },
         _ => {
             eprintln!(
-                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES"
+                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem MIB"
             );
             std::process::exit(2);
         }

@@ -1,10 +1,55 @@
-//! `kata-check` (can this host run sandboxes?) and `kata-env` (what would be used).
+//! `kata-check` (can this host run sandboxes? with `--sandbox`: is this sandbox healthy?) and
+//! `kata-env` (what would be used).
 
 use crate::cli::Cli;
 use anyhow::Context;
 use sandbox::hostcheck::{host_checks, Verdict};
 use sandbox::Runtime;
 use std::path::Path;
+
+/// `kata-check --sandbox ID`: one row per component, exit 1 when any probe failed.
+pub fn check_sandbox(rt: &Runtime, id: &str, json: bool) -> anyhow::Result<u8> {
+    let (sandbox_id, probes) = sandbox::health::check_sandbox(rt, id)?;
+    let failed = probes.iter().any(|p| !p.ok);
+    if json {
+        let doc = serde_json::json!({ "sandbox": sandbox_id, "ok": !failed, "probes": probes });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("printing JSON")?
+        );
+    } else {
+        let width = probes
+            .iter()
+            .map(|p| p.component.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        println!(
+            "{:<width$}  {:<6}  {:>9}  DETAIL",
+            "COMPONENT", "STATUS", "RTT"
+        );
+        for p in &probes {
+            let rtt = p
+                .rtt_ms
+                .map(|ms| format!("{ms:.2}ms"))
+                .unwrap_or_else(|| "-".into());
+            let status = if p.ok { "OK" } else { "FAIL" };
+            println!(
+                "{:<width$}  {status:<6}  {rtt:>9}  {}",
+                p.component, p.detail
+            );
+        }
+        println!(
+            "{}",
+            if failed {
+                format!("Sandbox {sandbox_id} is unhealthy: see the FAIL rows above.")
+            } else {
+                format!("Sandbox {sandbox_id} is healthy.")
+            }
+        );
+    }
+    Ok(u8::from(failed))
+}
 
 pub fn check(rt: &Runtime, json: bool) -> anyhow::Result<u8> {
     let checks = host_checks(rt);
@@ -76,8 +121,10 @@ pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
         "runtime": {
             "version": env!("CARGO_PKG_VERSION"),
             "path": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
-            "config": cli.global.kata_config.as_ref().map(|p| p.display().to_string())
-                .unwrap_or_else(|| "(system file if present, else built-in defaults)".into()),
+            "config": c.source.as_ref().map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(built-in defaults: no configuration file found)".into()),
+            "config_search": config::default_file_candidates().iter()
+                .map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "root": cli.global.root.display().to_string(),
             "vm_dir": c.runtime.vm_dir.display().to_string(),
             "shared_dir": c.runtime.shared_dir.display().to_string(),

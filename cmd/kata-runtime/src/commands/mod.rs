@@ -22,6 +22,9 @@ fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
         );
     }
     let config = config::Config::load(cli.global.kata_config.as_deref())?;
+    if config.runtime.enable_debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     Ok(Runtime::new(cli.global.root.clone(), config))
 }
 
@@ -95,7 +98,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .map(|_| 0)
             .map_err(Into::into),
         Command::KataNetwork(n) => kata_network::run(&rt, n),
-        Command::KataCheck(c) => kata_check::check(&rt, c.json),
+        Command::KataCheck(c) => match &c.sandbox {
+            Some(id) => kata_check::check_sandbox(&rt, id, c.json),
+            None => kata_check::check(&rt, c.json),
+        },
+        Command::Logs(l) => logs(&rt, l),
         Command::KataEnv(e) => kata_check::env(&rt, &cli, e.json),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
@@ -103,4 +110,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `logs`: the sandbox's merged log, logfmt (or JSON) lines on stdout.
+fn logs(rt: &Runtime, l: &crate::cli::Logs) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let entries = sandbox::logs(rt, &l.container_id)?;
+    let mut out = std::io::stdout().lock();
+    for e in &entries {
+        let line = if l.json {
+            let map: serde_json::Map<String, serde_json::Value> = e
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            serde_json::Value::Object(map).to_string()
+        } else {
+            e.render()
+        };
+        // A closed pipe (`logs | head`) ends the listing quietly.
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(0)
 }
