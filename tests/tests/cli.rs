@@ -128,23 +128,53 @@ fn kata_check_and_kata_env() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
 
-    // A configuration naming a kernel that is not there: FAIL and exit 1.
+    // The accelerator line says which one and why (here: TCG, KVM guests hang on this host).
+    let accel = text
+        .lines()
+        .find(|l| l.contains(" accelerator: "))
+        .unwrap_or_default();
+    assert!(
+        (accel.contains(": tcg") || accel.contains(": kvm")) && accel.matches(": ").count() >= 2,
+        "{accel}"
+    );
+
+    // The kernel the configuration names is removed: FAIL naming it, and exit 1.
+    let kernel = env.path().join("vmlinux-copy");
+    let built = std::path::Path::new(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "guest kernel")
+            .and_then(|c| c["detail"].as_str())
+            .and_then(|d| d.split(' ').next())
+            .expect("guest kernel path"),
+    )
+    .to_path_buf();
+    std::fs::copy(&built, &kernel).unwrap();
     let mut config = std::fs::read_to_string(&env.config).unwrap();
-    let missing = env.path().join("no-vmlinux");
-    config += &format!("\n[hypervisor.qemu]\nkernel = \"{}\"\n", missing.display());
+    config += &format!("\n[hypervisor.qemu]\nkernel = \"{}\"\n", kernel.display());
     std::fs::write(&env.config, config).unwrap();
+    let out = env.run(&["kata-check"], b"", Duration::from_secs(60));
+    assert_eq!(out.code(), 0, "{}", out.stdout_str());
+    std::fs::remove_file(&kernel).unwrap();
     let out = env.run(&["kata-check"], b"", Duration::from_secs(60));
     let text = out.stdout_str();
     assert_eq!(out.code(), 1, "{text}");
     assert!(
         text.lines()
-            .any(|l| l.starts_with("FAIL guest kernel:") && l.contains("no-vmlinux")),
+            .any(|l| l.starts_with("FAIL guest kernel:") && l.contains("vmlinux-copy")),
         "{text}"
     );
 
     let out = env.run(&["kata-env", "--json"], b"", Duration::from_secs(60));
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["runtime"]["config"].as_str(),
+        env.config.to_str(),
+        "the configuration file used: {v}"
+    );
     for section in [
         "runtime",
         "hypervisor",
