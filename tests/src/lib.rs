@@ -130,6 +130,28 @@ impl Env {
             .filter(|m| m.starts_with(&me))
             .collect();
         assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+        // Sockets bound under this env by anyone but the test itself (its console sockets),
+        // e.g. a socket a dead helper left bound through an inherited descriptor.
+        let own: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+            .map(|rd| rd.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .collect();
+        let sockets: Vec<String> = std::fs::read_to_string("/proc/net/unix")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (inode, path) = (f.get(6)?, f.get(7)?);
+                (path.starts_with(&me) && !own.contains(*inode)).then(|| path.to_string())
+            })
+            .collect();
+        assert!(sockets.is_empty(), "unix sockets still bound: {sockets:?}");
         for sub in ["root", "vm", "shared"] {
             let d = self.path().join(sub);
             let left: Vec<_> = std::fs::read_dir(&d)

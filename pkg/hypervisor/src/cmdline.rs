@@ -24,6 +24,10 @@ pub const BASE_KERNEL_PARAMS: &[&str] = &[
 /// Prefix of kernel parameters that the guest agent (not the kernel) interprets.
 pub const AGENT_PARAM_PREFIX: &str = "agent.";
 
+/// QEMU's seccomp filter, as Kata sets it.
+pub const SECCOMP_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// A kernel parameter addressed to the agent: `agent_param("log", "debug")` gives `agent.log=debug`.
 pub fn agent_param(key: &str, value: &str) -> String {
     format!("{AGENT_PARAM_PREFIX}{key}={value}")
@@ -144,13 +148,10 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
         ]);
         push(&["-numa", "node,memdev=mem"]);
     }
-    push(&[
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-        "-daemonize",
-    ]);
+    push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+    // seccomp: no obsolete system calls, no setuid/setgid, no fork/exec, no scheduler or
+    // affinity changes. A compromised QEMU (the VM's host-side surface) can do less.
+    push(&["-sandbox", SECCOMP_SANDBOX]);
     push(&["-pidfile", &pid_file]);
     push(&["-D", &log]);
     // Timestamps on QEMU's messages and a trace line (to the -D log) for every QMP command
@@ -405,7 +406,8 @@ mod tests {
         "-smp", "1",
     ];
     const COMMON: &[&str] = &[
-        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-daemonize",
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         "-pidfile", "/run/vc/vm/abc/qemu.pid",
         "-D", "/run/vc/vm/abc/qemu.log",
         "-msg", "timestamp=on",

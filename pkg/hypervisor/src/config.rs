@@ -140,7 +140,7 @@ pub struct VmConfig {
     /// (q35 has no hot-pluggable slot on the root bus). Ids are `rp1`, `rp2`, ...
     #[serde(default = "default_hotplug_root_ports")]
     pub hotplug_root_ports: u32,
-    /// Budget for `qemu -daemonize` to return (and for virtiofsd's socket to appear).
+    /// Budget for QEMU to serve QMP after its start (and for virtiofsd's socket to appear).
     #[serde(default = "default_start_timeout_ms")]
     pub start_timeout_ms: u64,
     /// Budget for QMP `quit` + process exit before SIGKILL.

@@ -3,7 +3,7 @@
 //! Every sandbox runs in its own QEMU VM. The runtime is a short-lived CLI, so the
 //! process that starts a VM is not the one that stops it: [`Qemu::state`] is
 //! persisted after `start()` and [`Qemu::from_state`] re-attaches later. QEMU runs
-//! with `-daemonize` in its own session and is identified by pid + start time.
+//! in its own session (under QEMU's seccomp sandbox) and is identified by pid + start time.
 //!
 //! Modules: [`config`] (what a VM is), [`cmdline`] (pure argv builders),
 //! [`qemu`] (start/stop), [`qmp`] (QMP client), [`kvm_probe`] (KVM or TCG),

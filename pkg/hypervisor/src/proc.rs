@@ -1,13 +1,13 @@
 //! Processes we did not necessarily fork: identified by pid + start time, watched via /proc.
 //!
-//! QEMU daemonizes and virtiofsd outlives the short-lived CLI that started it, so a
+//! QEMU and virtiofsd outlive the short-lived CLI that started it, so a
 //! later process cannot `waitpid` them. A bare pid is not enough either: after the
 //! process dies the pid can be handed to an unrelated process, and signalling that
 //! one would be a disaster. The start time (field 22 of /proc/<pid>/stat, in clock
 //! ticks since boot) tells the two apart.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,6 @@ pub enum ProcError {
         start_time: u64,
         source: std::io::Error,
     },
-    #[error("cannot read {}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{} does not hold a pid: {content:?}", .path.display())]
-    BadPidFile { path: PathBuf, content: String },
 }
 
 /// A command for a long-lived helper (QEMU, virtiofsd): stdio on /dev/null (the
@@ -91,21 +84,6 @@ pub fn read_stat(pid: i32) -> Option<ProcStat> {
     }
     let content = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&content)
-}
-
-/// Reads a pidfile as written by QEMU (`<pid>\n`).
-pub fn read_pid_file(path: &Path) -> Result<i32, ProcError> {
-    let content = std::fs::read_to_string(path).map_err(|source| ProcError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    match content.trim().parse::<i32>() {
-        Ok(pid) if pid > 0 => Ok(pid),
-        _ => Err(ProcError::BadPidFile {
-            path: path.to_path_buf(),
-            content: content.chars().take(64).collect(),
-        }),
-    }
 }
 
 /// One specific process: a pid plus the start time that pins it to one incarnation.
@@ -291,22 +269,5 @@ mod tests {
         assert!(!id.signal(libc::SIGKILL).unwrap());
         // Already reaped above, so std's wait reports ECHILD.
         assert!(child.wait().is_err());
-    }
-
-    #[test]
-    fn pid_file_parsing() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("qemu.pid");
-        std::fs::write(&p, "4242\n").unwrap();
-        assert_eq!(read_pid_file(&p).unwrap(), 4242);
-        std::fs::write(&p, "nope").unwrap();
-        assert!(matches!(
-            read_pid_file(&p),
-            Err(ProcError::BadPidFile { .. })
-        ));
-        assert!(matches!(
-            read_pid_file(&dir.path().join("missing")),
-            Err(ProcError::Read { .. })
-        ));
     }
 }

@@ -1,15 +1,15 @@
-//! The QEMU driver: start a daemonized QEMU, find it again from saved state in a
+//! The QEMU driver: start QEMU in a session of its own, find it again from saved state in a
 //! later process, stop it through QMP (or SIGKILL).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cmdline::{self, CmdlineError};
 use crate::config::{Accel, ConfigError, SharedFs, VmConfig};
 use crate::kvm_probe;
-use crate::proc::{detached_command, log_tail, read_pid_file, ProcError, ProcessId};
+use crate::proc::{detached_command, log_tail, ProcError, ProcessId};
 use crate::qmp::{QmpClient, QmpError};
 use crate::virtiofsd::{self, VirtiofsdError};
 use crate::Hypervisor;
@@ -19,6 +19,9 @@ use crate::Hypervisor;
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of QEMU's stderr quoted in errors.
 const STDERR_TAIL: usize = 4096;
+
+/// How long one attempt to reach a starting QEMU's QMP waits for the greeting.
+const QMP_READY_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
@@ -43,7 +46,7 @@ pub enum QemuError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sandbox {sandbox_id}: timeout: `{} -daemonize` (start) did not return within {timeout:?}; check {} and qemu.log next to it, and whether accelerator {accel} really works on this host (KVM on nested/PVM hosts hangs)", .program.display(), .stderr_log.display())]
+    #[error("sandbox {sandbox_id}: timeout: {} did not serve QMP within {timeout:?} of its start; check {} and qemu.log next to it, and whether accelerator {accel} really works on this host (KVM on nested/PVM hosts hangs)", .program.display(), .stderr_log.display())]
     StartTimeout {
         sandbox_id: String,
         program: PathBuf,
@@ -256,8 +259,10 @@ impl Qemu {
         Ok(())
     }
 
-    /// Runs `qemu -daemonize`: the foreground process exits once the VM is
-    /// initialised (sockets listening, pidfile written) — or with an error.
+    /// Starts QEMU in a session of its own and waits until it serves QMP, which it does only
+    /// once initialised (devices created, every socket listening). Not `-daemonize`: the
+    /// seccomp sandbox (`-sandbox ...,spawn=deny`) kills the fork that daemonizing needs, so
+    /// QEMU stays the process we spawned and outlives us like the proxy does.
     fn spawn_qemu(
         &self,
         cfg: &VmConfig,
@@ -268,9 +273,7 @@ impl Qemu {
         let command = cmdline::shell_line(&cfg.qemu_path, args);
         log::debug!("sandbox {id}: {command}");
 
-        // stderr goes to a file rather than a pipe: with -d, QEMU's daemon keeps
-        // the inherited stderr open, so reading a pipe to EOF would block for the
-        // VM's whole life. The file also survives for post-mortems.
+        // stderr goes to a file that survives for post-mortems (QEMU outlives us).
         let stderr_path = cfg.qemu_stderr_log();
         let stderr = std::fs::File::create(&stderr_path)
             .map_err(|e| self.err_io("create", &stderr_path, e))?;
@@ -282,26 +285,39 @@ impl Qemu {
             }
         }
         let mut qemu_command = detached_command(&cfg.qemu_path);
-        qemu_command.args(args).stderr(stderr);
+        // The caller's folder (often the bundle) must not stay busy for the VM's life.
+        qemu_command.args(args).stderr(stderr).current_dir("/");
         // Kept open until the spawn: the child's hook uses their descriptors.
         let _inherited = self.enter_netns_and_pass_fds(cfg, &mut qemu_command)?;
-        let spawned_at = SystemTime::now();
         let mut child = qemu_command
             .spawn()
             .map_err(|e| self.err_io("run QEMU", &cfg.qemu_path, e))?;
+        let pid = child.id() as i32;
 
         let timeout = Duration::from_millis(cfg.start_timeout_ms);
         let t0 = Instant::now();
-        let status = loop {
+        let stderr_tail = || qemu_output(cfg);
+        loop {
             match child.try_wait() {
-                Ok(Some(status)) => break status,
+                Ok(Some(status)) => {
+                    return Err(QemuError::StartFailed {
+                        sandbox_id: id.to_string(),
+                        status: status.to_string(),
+                        stderr: stderr_tail(),
+                        command,
+                    })
+                }
                 Ok(None) => {}
                 Err(e) => return Err(self.err_io("wait for QEMU", &cfg.qemu_path, e)),
+            }
+            if cfg.qemu_sockets().iter().all(|s| s.exists())
+                && QmpClient::connect(&cfg.qmp_socket(), QMP_READY_POLL).is_ok()
+            {
+                break;
             }
             if t0.elapsed() >= timeout {
                 let _ = child.kill();
                 let _ = child.wait();
-                self.kill_fresh_daemon(cfg, spawned_at);
                 return Err(QemuError::StartTimeout {
                     sandbox_id: id.to_string(),
                     program: cfg.qemu_path.clone(),
@@ -311,40 +327,12 @@ impl Qemu {
                 });
             }
             std::thread::sleep(Duration::from_millis(10));
-        };
-        let stderr_tail = || qemu_output(cfg);
-        if !status.success() {
-            return Err(QemuError::StartFailed {
-                sandbox_id: id.to_string(),
-                status: status.to_string(),
-                stderr: stderr_tail(),
-                command,
-            });
         }
-
-        let not_running = |problem: String| QemuError::NotRunningAfterStart {
+        ProcessId::of(pid).ok_or_else(|| QemuError::NotRunningAfterStart {
             sandbox_id: id.to_string(),
-            problem,
+            problem: format!("pid {pid} is already gone right after serving QMP"),
             stderr: stderr_tail(),
-        };
-        let pid = read_pid_file(&cfg.pid_file()).map_err(|e| not_running(e.to_string()))?;
-        let process = ProcessId::of(pid).ok_or_else(|| {
-            not_running(format!(
-                "pid {pid} from {} is already gone (did the guest exit at once? see {})",
-                cfg.pid_file().display(),
-                cfg.console_socket().display()
-            ))
-        })?;
-        for socket in cfg.qemu_sockets() {
-            if !socket.exists() {
-                let _ = process.signal(libc::SIGKILL);
-                return Err(not_running(format!(
-                    "socket {} is missing",
-                    socket.display()
-                )));
-            }
-        }
-        Ok(process)
+        })
     }
 
     /// Makes QEMU start inside the pod's network namespace (where its taps are) and inherit
@@ -408,29 +396,6 @@ impl Qemu {
             });
         }
         Ok(files)
-    }
-
-    /// After a start timeout the foreground QEMU is killed, but its daemon child may
-    /// already exist. It is recognised by a pidfile written after our spawn (an older
-    /// pidfile belongs to someone else and must not be trusted).
-    fn kill_fresh_daemon(&self, cfg: &VmConfig, spawned_at: SystemTime) {
-        let pid_file = cfg.pid_file();
-        let fresh = std::fs::metadata(&pid_file)
-            .and_then(|m| m.modified())
-            .map(|m| m >= spawned_at)
-            .unwrap_or(false);
-        if !fresh {
-            return;
-        }
-        if let Some(p) = read_pid_file(&pid_file).ok().and_then(ProcessId::of) {
-            log::warn!(
-                "sandbox {}: killing half-started QEMU daemon pid {}",
-                cfg.sandbox_id,
-                p.pid
-            );
-            let _ = p.signal(libc::SIGKILL);
-            p.wait_gone(KILL_GRACE);
-        }
     }
 
     fn stop_vm(&mut self) -> Result<(), QemuError> {

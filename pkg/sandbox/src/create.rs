@@ -84,14 +84,27 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let sandbox_id = id;
     let vm_dir = rt.vm_dir(sandbox_id);
     let shared_dir = rt.shared_dir(sandbox_id);
-    for dir in [&vm_dir, &shared_dir] {
+    // The VM folder (sockets: QMP, agent channel, proxy; logs) is the owner's alone. The
+    // shared folder is the guest's view of the rootfs: a container in a user namespace (a
+    // non-root uid in the guest) must be able to pass through it, though not list it.
+    for (dir, mode) in [(&vm_dir, 0o700), (&shared_dir, 0o711)] {
         // Leftovers of a crashed earlier sandbox with this id: the state folder we just
         // claimed did not exist, so nothing owns them.
         if dir.exists() {
             share::unmount_tree(dir);
             let _ = std::fs::remove_dir_all(dir);
         }
-        std::fs::create_dir_all(dir).map_err(crate::io_err("creating", dir.as_path()))?;
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(crate::io_err("creating", dir.as_path()))?;
+            // The umask must not narrow it further (0711 would become 0700 under 077).
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .map_err(crate::io_err("setting the mode of", dir.as_path()))?;
+        }
         let d = dir.clone();
         undo.push("remove sandbox folder", move || {
             share::unmount_tree(&d);

@@ -158,8 +158,12 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     oci::validate_id(id)?;
     let rec = match rt.store.load_container(id) {
         Ok(r) => r,
-        // A corrupt record must not make the container undeletable.
+        // A corrupt record must not make the container undeletable, nor a missing one when
+        // the id's folder exists (a `create` killed before it saved the record).
         Err(store::Error::Corrupt { .. }) if force => return force_remove_corrupt(rt, id),
+        Err(store::Error::NotFound(_)) if force && rt.store.exists(id) => {
+            return force_remove_corrupt(rt, id)
+        }
         Err(e) => return Err(e.into()),
     };
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Exclusive)?;
@@ -285,13 +289,16 @@ fn stop_sandbox(rt: &Runtime, sb: &SandboxRecord, agent: Option<&AgentClient>) {
     let _ = rt;
 }
 
-/// `delete --force` of a container whose record cannot be read: remove what its id names.
+/// `delete --force` of a container whose record cannot be read or was never written: remove
+/// what its id names, processes included.
 fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
-    log::warn!("container {id}: state is corrupt; removing what can be found");
+    log::warn!("container {id}: state is missing or corrupt; removing what can be found");
     if let Ok(sb) = rt.store.load_sandbox(id) {
         stop_sandbox(rt, &sb, None);
     }
-    for dir in [rt.shared_dir(id), rt.vm_dir(id)] {
+    let (shared_dir, vm_dir) = (rt.shared_dir(id), rt.vm_dir(id));
+    procs::kill_orphans(&[&vm_dir, &shared_dir]);
+    for dir in [shared_dir, vm_dir] {
         share::unmount_tree(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -184,3 +184,57 @@ pub fn stop_process(p: &ProcessRef, timeout: Duration) {
         wait_gone(p, Duration::from_secs(2));
     }
 }
+
+/// The sandbox's helper programs, by executable name: what [`kill_orphans`] may kill.
+const SANDBOX_PROGRAMS: [&str; 4] = ["qemu", "kata-proxy", "kata-shim", "virtiofsd"];
+
+/// Kills (SIGKILL) the QEMU, proxy, shims and virtiofsd whose command line names a path under
+/// one of `dirs` (the sandbox's VM and shared folders, unique to it) and waits for them to go.
+/// For a sandbox whose records were never saved (its `create` was killed) or are unreadable:
+/// nothing else knows their pids. Returns how many were killed.
+pub fn kill_orphans(dirs: &[&Path]) -> usize {
+    let me = std::process::id() as i32;
+    let needles: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
+        .collect();
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut victims = Vec::new();
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !SANDBOX_PROGRAMS.iter().any(|p| name.contains(p)) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if needles.iter().any(|n| cmdline.contains(n.as_str())) {
+            if let Some(p) = ProcessRef::of(pid) {
+                victims.push(p);
+            }
+        }
+    }
+    for p in &victims {
+        log::warn!("killing orphaned sandbox process pid {}", p.pid);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for p in &victims {
+        wait_gone(p, Duration::from_secs(2));
+    }
+    victims.len()
+}

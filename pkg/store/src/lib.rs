@@ -142,9 +142,15 @@ impl Store {
 
     /// Claims the id: creates its folder, failing if it exists. The caller removes it on error.
     pub fn claim(&self, id: &str) -> Result<PathBuf, Error> {
-        std::fs::create_dir_all(&self.root).map_err(io_err("creating", &self.root))?;
+        use std::os::unix::fs::DirBuilderExt;
+        // Owner-only folders (root's): the state and the sockets beside it are the runtime's.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io_err("creating", &self.root))?;
         let dir = self.container_dir(id);
-        match std::fs::create_dir(&dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(Error::Exists(id.into()))

@@ -1,6 +1,7 @@
 use crate::Error;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,7 @@ impl SandboxLock {
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(path)
             .map_err(crate::io_err("opening", path))?;
         let arg = match mode {
