@@ -14,8 +14,10 @@ GUEST_DIR   := build/guest
 KERNEL_CACHE:= build/cache
 PREFIX      ?= /usr/local
 TEST_THREADS?= 2
+# Seconds of fuzzing per target in `make test` (`make fuzz` takes FUZZ_SECONDS too).
+FUZZ_SECONDS?= 20
 
-.PHONY: all deps build guest demo test unit-test vm-test conformance integration bench install protocols clean
+.PHONY: all deps build guest demo test unit-test vm-test conformance integration fuzz bench install protocols clean
 
 all: build guest
 
@@ -40,6 +42,12 @@ test: guest
 	$(CARGO) test $(CARGO_FLAGS) --workspace --exclude e2e-tests --exclude integration-tests
 	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
 	$(CARGO) test $(CARGO_FLAGS) -p integration-tests -- --test-threads=1
+	$(BIN_DIR)/kata-fuzz --seconds $(FUZZ_SECONDS) tests/fuzz/corpus all
+
+# Mutation fuzzing of every parser of outside input, FUZZ_SECONDS per target, seeds from
+# tests/fuzz/corpus/<target>/ (a failing input is saved in tests/fuzz/corpus/crashes/).
+fuzz: build
+	$(BIN_DIR)/kata-fuzz --seconds $(FUZZ_SECONDS) tests/fuzz/corpus all
 
 # The tests with real callers alone: containerd (v1 runtime, containerd-shim) and podman +
 # conmon drive kata-runtime; each test starts its caller with private folders. One at a time.

@@ -248,3 +248,81 @@ fn corrupt_state_can_be_force_deleted() {
     assert!(out.stderr.contains("container.json"), "{}", out.stderr);
     force_delete_leaves_nothing(&env, "corrupt");
 }
+
+/// The shared folder is the guest's only view of the host: it holds the container's rootfs and
+/// volumes, never the bundle (config.json) or anything beside it, and `..` from inside the
+/// container leads nowhere. (The guest sees exactly the host folder the 9p/virtio-fs share
+/// exports, so that folder is inspected from the host while the container runs.)
+#[test]
+fn the_share_exposes_only_rootfs_and_volumes() {
+    let env = Env::new();
+    let vol = env.path().join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("vol-file"), "volume data\n").unwrap();
+    let b = env.bundle("share", &["sleep", "1000"]);
+    std::fs::write(b.join("host-secret"), "SECRET-42 next to the rootfs\n").unwrap();
+    std::fs::write(
+        env.path().join("host-secret"),
+        "SECRET-42 in the test folder\n",
+    )
+    .unwrap();
+    edit_spec(&b, |s| {
+        s["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "ro"]
+        }));
+    });
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "share"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+
+    let script = "for p in /../host-secret /../../host-secret /bin/../../host-secret \
+                  /vol/../host-secret /vol/../../host-secret; do cat $p 2>/dev/null; done; \
+                  ls -a /.. /vol/..; echo end";
+    let out = env.run(&["exec", "share", "sh", "-c", script], b"", T);
+    let stdout = out.stdout_str();
+    assert!(stdout.contains("end"), "{stdout} {}", out.stderr);
+    assert!(
+        !stdout.contains("SECRET-42"),
+        "escaped the rootfs: {stdout}"
+    );
+
+    // What the share exports, walked without following links (as the guest would see it).
+    let shared = env.path().join("shared").join("share");
+    let mut files = Vec::new();
+    let mut stack = vec![shared.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&shared).unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("rootfs/bin/busybox")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with("vol-file")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("config.json")),
+        "bundle shared: {names:?}"
+    );
+    for f in &files {
+        let text = std::fs::read(f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("SECRET-42"),
+            "{} is shared and holds a host secret",
+            f.display()
+        );
+    }
+    force_delete_leaves_nothing(&env, "share");
+}
