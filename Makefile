@@ -17,7 +17,7 @@ TEST_THREADS?= 2
 # Seconds of fuzzing per target in `make test` (`make fuzz` takes FUZZ_SECONDS too).
 FUZZ_SECONDS?= 20
 
-.PHONY: all deps build guest demo test unit-test vm-test conformance integration fuzz bench install protocols clean
+.PHONY: all deps build guest demo test test-stress unit-test vm-test conformance integration fuzz bench install protocols clean
 
 all: build guest
 
@@ -43,6 +43,12 @@ test: guest
 	$(CARGO) test $(CARGO_FLAGS) -p e2e-tests -- --test-threads=$(TEST_THREADS)
 	$(CARGO) test $(CARGO_FLAGS) -p integration-tests -- --test-threads=1
 	$(BIN_DIR)/kata-fuzz --seconds $(FUZZ_SECONDS) tests/fuzz/corpus all
+
+# The stress suite: STRESS_CYCLES (100) create/start/delete cycles in a row, each followed by
+# the leak check. (Parallel creates into one pod run in `make test`: vm_pod.)
+STRESS_CYCLES ?= 100
+test-stress: guest
+	STRESS_CYCLES=$(STRESS_CYCLES) $(CARGO) test $(CARGO_FLAGS) -p e2e-tests --test stress -- --ignored --nocapture
 
 # Mutation fuzzing of every parser of outside input, FUZZ_SECONDS per target, seeds from
 # tests/fuzz/corpus/<target>/ (a failing input is saved in tests/fuzz/corpus/crashes/).

@@ -326,3 +326,56 @@ fn the_share_exposes_only_rootfs_and_volumes() {
     }
     force_delete_leaves_nothing(&env, "share");
 }
+
+/// The guest runs out of memory (an exec allocates four times the VM's RAM) and its /dev/shm
+/// fills up: the guilty process fails, the container and the sandbox go on.
+#[test]
+fn guest_memory_and_tmpfs_exhaustion() {
+    let env = Env::new();
+    let b = env.bundle("hog", &["sleep", "1000"]);
+    std::fs::copy(
+        e2e_tests::bin_dir().join("kata-spec-checker"),
+        b.join("rootfs/kata-spec-checker"),
+    )
+    .unwrap();
+    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "hog"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let out = env.run(&["exec", "hog", "/kata-spec-checker", "--hold-mem", "1024"], b"", T);
+    assert_ne!(out.code(), 0, "a 1 GiB allocation in a 256 MiB VM succeeded?");
+    let out = env.run(
+        &["exec", "hog", "sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M 2>&1; echo dd=$?"],
+        b"",
+        T,
+    );
+    let stdout = out.stdout_str();
+    assert!(
+        stdout.contains("No space left") && !stdout.contains("dd=0"),
+        "{stdout}"
+    );
+    assert_eq!(status(&env, "hog"), "running");
+    let out = env.run(&["kata-check", "--sandbox", "hog"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stdout_str());
+    force_delete_leaves_nothing(&env, "hog");
+}
+
+/// The agent's socket is broken (the proxy's listening socket removed): calls fail with one
+/// line naming the socket, the health check says which link is broken, delete --force cleans.
+#[test]
+fn agent_socket_broken() {
+    let env = Env::new();
+    start(&env, "nosock");
+    let socket = env.path().join("vm/nosock/proxy.sock");
+    std::fs::remove_file(&socket).unwrap();
+    let out = env.run(&["exec", "nosock", "true"], b"", T);
+    assert_eq!(out.code(), 1);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("proxy.sock"), "{}", out.stderr);
+    let out = env.run(&["kata-check", "--sandbox", "nosock"], b"", T);
+    let table = out.stdout_str();
+    assert_eq!(out.code(), 1, "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("agent ") && l.contains(" FAIL ")),
+        "{table}"
+    );
+    force_delete_leaves_nothing(&env, "nosock");
+}
