@@ -219,10 +219,21 @@ fn runtime_killed_during_create() {
     }
 }
 
-/// `kata-runtime delete` and `exec` killed part-way: `delete --force` finishes the job.
+/// `kata-runtime start`, `exec` and `delete` killed part-way: `delete --force` finishes the job.
 #[test]
-fn runtime_killed_during_exec_and_delete() {
+fn runtime_killed_during_start_exec_and_delete() {
     let env = Env::new();
+    let b = env.bundle("starting", &["sleep", "1000"]);
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "starting"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let child = spawn_runtime(&env, &["start", "starting"]);
+    kill_runtime_after(child, Duration::from_millis(40));
+    force_delete_leaves_nothing(&env, "starting");
+
     start(&env, "victim");
     let child = spawn_runtime(&env, &["exec", "victim", "sleep", "30"]);
     kill_runtime_after(child, Duration::from_millis(1500));
@@ -338,12 +349,30 @@ fn guest_memory_and_tmpfs_exhaustion() {
         b.join("rootfs/kata-spec-checker"),
     )
     .unwrap();
-    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "hog"], b"", T);
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let out = env.run(&["exec", "hog", "/kata-spec-checker", "--hold-mem", "1024"], b"", T);
-    assert_ne!(out.code(), 0, "a 1 GiB allocation in a 256 MiB VM succeeded?");
     let out = env.run(
-        &["exec", "hog", "sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M 2>&1; echo dd=$?"],
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "hog"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let out = env.run(
+        &["exec", "hog", "/kata-spec-checker", "--hold-mem", "1024"],
+        b"",
+        T,
+    );
+    assert_ne!(
+        out.code(),
+        0,
+        "a 1 GiB allocation in a 256 MiB VM succeeded?"
+    );
+    let out = env.run(
+        &[
+            "exec",
+            "hog",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/shm/fill bs=1M 2>&1; echo dd=$?",
+        ],
         b"",
         T,
     );
@@ -374,7 +403,9 @@ fn agent_socket_broken() {
     let table = out.stdout_str();
     assert_eq!(out.code(), 1, "{table}");
     assert!(
-        table.lines().any(|l| l.starts_with("agent ") && l.contains(" FAIL ")),
+        table
+            .lines()
+            .any(|l| l.starts_with("agent ") && l.contains(" FAIL ")),
         "{table}"
     );
     force_delete_leaves_nothing(&env, "nosock");
