@@ -30,13 +30,13 @@ pub enum Error {
         method: &'static str,
         message: String,
     },
-    #[error("agent call {method} got no answer within {after:?} (is the VM alive? see the sandbox's console log)")]
+    #[error("agent call {method} got no answer within {after:?} ([agent.kata] request_timeout); check the sandbox with `kata-runtime kata-check --sandbox ID` and read `kata-runtime logs ID` (agent and guest console lines)")]
     Timeout {
         method: &'static str,
         after: Duration,
     },
     #[error(
-        "agent did not answer Health.Check within {after:?} through {path} (last error: {last})"
+        "agent did not answer Health.Check within {after:?} through {path} ([agent.kata] dial_timeout; last error: {last}); the guest console is in proxy.log beside it"
     )]
     NotReady {
         path: PathBuf,

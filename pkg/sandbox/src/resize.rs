@@ -9,7 +9,6 @@ use crate::Runtime;
 use agent_client::{messages as msg, AgentClient};
 use hypervisor::{resize, Qemu, QemuState};
 use oci_spec::runtime::LinuxResources;
-use std::time::Duration;
 
 pub fn host_cpus() -> u32 {
     std::thread::available_parallelism()
@@ -101,8 +100,9 @@ fn grow(
         .map_err(|e| e.to_string())?;
     let state: QemuState =
         serde_json::from_value(sb.hypervisor.clone()).map_err(|e| e.to_string())?;
+    // The configured deadline of a call ([agent.kata] request_timeout) bounds QMP too.
     let mut qmp = Qemu::from_state(state)
-        .qmp(Duration::from_secs(10))
+        .qmp(rt.call_timeout())
         .map_err(|e| e.to_string())?;
     let mut added_cpus = 0u32;
     let mut added_memory = false;
