@@ -541,3 +541,41 @@ fn vm_network_hotplug_with_kata_network() {
     assert_eq!(out.code(), 0, "delete: {}", out.stderr);
     env.assert_clean();
 }
+
+/// `kata-runtime create` killed while the VM boots, after it connected the pod's interface:
+/// `delete --force` removes the taps and filters it made (recorded as it went) and the
+/// namespace is as before.
+#[test]
+fn vm_network_create_killed_then_force_deleted() {
+    let env = Env::new();
+    let net = PodNet::new("killed", 18);
+    let before = net.snapshot();
+    let links_before = net.snapshot_links();
+    let b = with_netns(&env, "killed", Some(&net.path()), true);
+    let mut child = env
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), "killed"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interfaces are connected before QEMU starts; wait until a tap shows, then kill.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while net.snapshot_links() == links_before {
+        assert!(std::time::Instant::now() < deadline, "no tap ever appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_ne!(
+        net.snapshot(),
+        before,
+        "the create was killed too late or too early"
+    );
+    let out = env.run(&["delete", "--force", "killed"], b"", T);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    net.settle();
+    assert_eq!(net.snapshot(), before);
+    env.assert_clean();
+}

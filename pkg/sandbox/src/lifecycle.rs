@@ -297,7 +297,11 @@ fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
         stop_sandbox(rt, &sb, None);
     }
     let (shared_dir, vm_dir) = (rt.shared_dir(id), rt.vm_dir(id));
-    procs::kill_orphans(&[&vm_dir, &shared_dir]);
+    if procs::kill_orphans(&[&vm_dir, &shared_dir]) > 0 || vm_dir.exists() {
+        // The taps and filters a killed create made in the pod's namespace (QEMU, which
+        // held the taps, is gone now).
+        crate::network::teardown(id, &crate::network::recorded_progress(&vm_dir));
+    }
     for dir in [shared_dir, vm_dir] {
         share::unmount_tree(&dir);
         let _ = std::fs::remove_dir_all(&dir);

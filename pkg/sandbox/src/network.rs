@@ -159,8 +159,32 @@ pub(crate) fn setup(
         let undo_ns = path.clone();
         undo.push("disconnect interface", move || detach(&undo_ns, &undo_ep));
         net.endpoints.push(ep);
+        persist_progress(vm_dir, &net);
     }
     Ok(net)
+}
+
+/// The file in the VM folder that says what the network setup changed so far: a `create`
+/// killed before it saved the sandbox's record leaves this for `delete --force`.
+const PROGRESS_FILE: &str = "network.json";
+
+fn persist_progress(vm_dir: &Path, net: &SandboxNetwork) {
+    let written = serde_json::to_vec(net)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            store::write_atomic(&vm_dir.join(PROGRESS_FILE), &bytes).map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        log::warn!("recording the network setup in {}: {e}", vm_dir.display());
+    }
+}
+
+/// What a killed `create` recorded with [`persist_progress`] (null when nothing).
+pub(crate) fn recorded_progress(vm_dir: &Path) -> serde_json::Value {
+    std::fs::read(vm_dir.join(PROGRESS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Connects one interface of the namespace at `netns`, as guest NIC `id`.
