@@ -470,6 +470,7 @@ pub fn stats(rt: &Runtime, id: &str) -> Result<serde_json::Value> {
             "processes": overhead.processes,
             "total_cpu_ns": overhead.total_cpu_ns,
             "total_rss_bytes": overhead.total_rss_bytes,
+            "total_pss_bytes": overhead.total_pss_bytes,
         },
     }))
 }

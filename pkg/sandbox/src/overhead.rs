@@ -16,6 +16,9 @@ pub struct ProcessUsage {
     /// User + system CPU time since the process started.
     pub cpu_ns: u64,
     pub rss_bytes: u64,
+    /// Proportional set size: shared pages divided among their users (what the process
+    /// really costs when many sandboxes share binaries and libraries).
+    pub pss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +26,7 @@ pub struct HostOverhead {
     pub processes: Vec<ProcessUsage>,
     pub total_cpu_ns: u64,
     pub total_rss_bytes: u64,
+    pub total_pss_bytes: u64,
 }
 
 /// The host processes of sandbox `sb` that are still alive; `shims`: (container, shim).
@@ -50,12 +54,14 @@ pub fn measure(sb: &SandboxRecord, shims: &[(String, ProcessRef)]) -> HostOverhe
                 pid,
                 cpu_ns: cpu_ns(pid)?,
                 rss_bytes: rss_bytes(pid).unwrap_or(0),
+                pss_bytes: pss_bytes(pid).unwrap_or(0),
             })
         })
         .collect();
     HostOverhead {
         total_cpu_ns: processes.iter().map(|p| p.cpu_ns).sum(),
         total_rss_bytes: processes.iter().map(|p| p.rss_bytes).sum(),
+        total_pss_bytes: processes.iter().map(|p| p.pss_bytes).sum(),
         processes,
     }
 }
@@ -86,10 +92,21 @@ fn rss_bytes(pid: i32) -> Option<u64> {
     rss_of_status(&status)
 }
 
+/// Pss of /proc/PID/smaps_rollup.
+fn pss_bytes(pid: i32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&rollup, "Pss:")
+}
+
 fn rss_of_status(status: &str) -> Option<u64> {
-    let kb = status
+    kib_field(status, "VmRSS:")
+}
+
+/// `Key:   1234 kB` as bytes.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    let kb = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .split_whitespace()
         .next()?
         .parse::<u64>()
@@ -119,5 +136,6 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(cpu_ns(me).is_some());
         assert!(rss_bytes(me).unwrap() > 0);
+        assert!(pss_bytes(me).unwrap() > 0);
     }
 }
