@@ -9,6 +9,10 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
   RSS          kata-proxy and kata-shim (and QEMU) while a container runs
   TCP          one stream container -> peer netns per interworking model, and netns -> netns
   storage      fsync'd sequential write/read and small files over 9p, virtio-fs, a block rootfs
+  pod memory   host PSS/RSS of QEMU, virtiofsd, proxy and shims of a pod with 1 and 4
+               containers (from `events --stats`' sandbox_host_overhead)
+  scale        BENCH_SCALE (20) sandboxes started one after another: time of each and host
+               memory per sandbox as the count grows
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -150,6 +154,89 @@ def bench_pod(env, work):
     finally:
         runtime(env, "delete", "--force", "podb", **quiet)
     return times, rss
+
+
+def host_overhead(env, cid):
+    """The sandbox_host_overhead block of `events --stats`."""
+    r = runtime(env, "events", "--stats", cid, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if r.returncode:
+        return None
+    return json.loads(r.stdout)["data"]["sandbox_host_overhead"]
+
+
+def bench_pod_memory(env, work):
+    """Host cost of a pod with 1 and with 4 containers: PSS and RSS per component (MiB)."""
+    mk = os.path.join(TOP, "scripts/make-busybox-bundle.sh")
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    key, sid = "io.kubernetes.cri.container-type", "io.kubernetes.cri.sandbox-id"
+    sb, member = os.path.join(work, "mem-sb"), os.path.join(work, "mem-member")
+    subprocess.run([mk, sb, "sleep", "1000"], check=True)
+    subprocess.run([mk, member, "sleep", "1000"], check=True)
+    annotate(sb, {key: "sandbox", sid: "memp"})
+    annotate(member, {key: "container", sid: "memp"})
+    out = {}
+    try:
+        if runtime(env, "run", "-d", "--bundle", sb, "memp", **quiet).returncode:
+            return out
+        for size in (1, 4):
+            for i in range(1, size):
+                cid = "memm%d" % i
+                if runtime(env, "state", cid, **quiet).returncode == 0:
+                    continue
+                runtime(env, "create", "--bundle", member, cid, **quiet)
+                runtime(env, "start", cid, **quiet)
+            time.sleep(2)
+            o = host_overhead(env, "memp")
+            if not o:
+                continue
+            per = {}
+            for p in o["processes"]:
+                c = per.setdefault(p["component"], {"pss_mib": 0.0, "rss_mib": 0.0, "count": 0})
+                c["pss_mib"] += p.get("pss_bytes", 0) / 2**20
+                c["rss_mib"] += p["rss_bytes"] / 2**20
+                c["count"] += 1
+            non_qemu = sum(v["pss_mib"] for k, v in per.items() if k != "qemu")
+            out["%d" % size] = {"components": per, "total_pss_mib": o.get("total_pss_bytes", 0) / 2**20,
+                                "non_qemu_pss_mib": non_qemu}
+    finally:
+        for i in range(1, 4):
+            runtime(env, "delete", "--force", "memm%d" % i, **quiet)
+        runtime(env, "delete", "--force", "memp", **quiet)
+    return out
+
+
+SCALE = int(os.environ.get("BENCH_SCALE", "20"))
+
+
+def mem_available_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_scale(env, bundle):
+    """SCALE sandboxes started one after another (all kept running): the time of each
+    `run -d` and the host memory they take, per sandbox, as the count grows."""
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = mem_available_mib()
+    rows = []
+    ids = []
+    try:
+        for i in range(SCALE):
+            cid = "scale%02d" % i
+            t0 = time.monotonic()
+            if runtime(env, "run", "-d", "--bundle", bundle, cid, **quiet).returncode:
+                break
+            took = time.monotonic() - t0
+            ids.append(cid)
+            used = base - mem_available_mib()
+            rows.append({"count": i + 1, "start_s": took, "host_mib_per_sandbox": used / (i + 1)})
+    finally:
+        for cid in ids:
+            runtime(env, "delete", "--force", cid, **quiet)
+    return rows
 
 
 def bench_many(env, bundle):
@@ -411,6 +498,8 @@ def main():
     net = bench_network(env, work)
     callers = bench_callers()
     storage = bench_storage(env, work)
+    pod_memory = bench_pod_memory(env, work)
+    scale = bench_scale(env, sleeper)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -426,7 +515,9 @@ def main():
                "rss_mib": rss,
                "tcp_mbit_s": net,
                "callers_s": callers,
-               "storage": storage}
+               "storage": storage,
+               "pod_memory": pod_memory,
+               "scale": scale}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -484,6 +575,21 @@ def main():
             pct = " (%3.0f%%)" % (100 * r[k] / host[k]) if key != "host" and host.get(k) else ""
             cells.append("%.0f%s" % (r[k], pct))
         print("%-34s %s" % (key, "  ".join(cells)))
+    for size in ("1", "4"):
+        pod = pod_memory.get(size)
+        if not pod:
+            print("%-34s   (failed)" % ("pod of %s: host memory" % size))
+            continue
+        parts = ", ".join("%s %.1f" % (k if v["count"] == 1 else "%d %ss" % (v["count"], k), v["pss_mib"])
+                          for k, v in sorted(pod["components"].items()))
+        print("%-34s %8.1f MiB PSS (%s); without QEMU %.1f MiB%s" % (
+            "pod of %s: host memory" % size, pod["total_pss_mib"], parts, pod["non_qemu_pss_mib"],
+            "   (target <= 12 MiB)" if size == "4" else ""))
+    if scale:
+        marks = [r for r in scale if r["count"] in (1, 5, 10, 15, 20, 25, 30) or r is scale[-1]]
+        print("%-34s %s" % ("scale: start time, MiB/sandbox",
+                            "  ".join("%d: %.2fs %.0fMiB" % (r["count"], r["start_s"], r["host_mib_per_sandbox"])
+                                      for r in marks)))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)
