@@ -145,43 +145,49 @@ fn shim_killed() {
     component_killed("shim");
 }
 
-/// The guest powers itself off (sysrq `o` from a container allowed to write it).
-#[test]
-fn guest_powers_off() {
+/// The guest goes away from inside, through sysrq from a container allowed to write it: `o`
+/// powers it off, `c` crashes its kernel (a panic, as when the agent, its PID 1, dies:
+/// `panic=-1` reboots at once and QEMU's `-no-reboot` exits).
+fn guest_goes_away(sysrq: char) {
     let env = Env::new();
-    let b = env.bundle("poweroff", &["sleep", "1000"]);
+    let id = format!("sysrq-{sysrq}");
+    let b = env.bundle(&id, &["sleep", "1000"]);
     edit_spec(&b, |s| {
         let ro = s["linux"]["readonlyPaths"].as_array_mut().unwrap();
         ro.retain(|p| p != "/proc/sysrq-trigger");
     });
-    let out = env.run(
-        &["run", "-d", "--bundle", b.to_str().unwrap(), "poweroff"],
-        b"",
-        T,
-    );
+    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), &id], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    let p = pids(&env, "poweroff");
-    let out = env.run(
-        &[
-            "exec",
-            "-d",
-            "poweroff",
-            "sh",
-            "-c",
-            "echo o > /proc/sysrq-trigger",
-        ],
-        b"",
-        T,
-    );
+    let p = pids(&env, &id);
+    let cmd = format!("echo {sysrq} > /proc/sysrq-trigger");
+    let out = env.run(&["exec", "-d", &id, "sh", "-c", &cmd], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let qemu_gone = time_until(DETECT, || !alive(p.qemu));
-    let stopped = time_until(DETECT, || status(&env, "poweroff") == "stopped");
+    let shim_gone = time_until(DETECT, || !alive(p.shim));
+    let stopped = time_until(DETECT, || status(&env, &id) == "stopped");
     println!(
-        "fault guest poweroff: QEMU gone after {qemu_gone:?}, state stopped after {stopped:?}"
+        "fault guest sysrq {sysrq}: QEMU gone after {qemu_gone:?}, shim after {shim_gone:?}, state stopped after {stopped:?}"
     );
-    assert!(qemu_gone.is_some(), "the guest did not power off");
-    assert!(stopped.is_some(), "state is {}", status(&env, "poweroff"));
-    force_delete_leaves_nothing(&env, "poweroff");
+    assert!(
+        qemu_gone.is_some(),
+        "sysrq {sysrq}: the VM is still running"
+    );
+    assert!(
+        shim_gone.is_some(),
+        "sysrq {sysrq}: the shim is still running"
+    );
+    assert!(stopped.is_some(), "state is {}", status(&env, &id));
+    force_delete_leaves_nothing(&env, &id);
+}
+
+#[test]
+fn guest_powers_off() {
+    guest_goes_away('o');
+}
+
+#[test]
+fn guest_kernel_panics() {
+    guest_goes_away('c');
 }
 
 /// `kata-runtime` with this env's flags, not waited for.
