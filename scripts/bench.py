@@ -11,6 +11,9 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
   storage      fsync'd sequential write/read and small files over 9p, virtio-fs, a block rootfs
   pod memory   host PSS/RSS of QEMU, virtiofsd, proxy and shims of a pod with 1 and 4
                containers (from `events --stats`' sandbox_host_overhead)
+  boot phases  from one sandbox's merged log (`kata-runtime logs --json`): QEMU start -> the
+               agent's first instruction as PID 1 (firmware + kernel), agent early init, agent
+               serving, and until the runtime sees Health.Check answered
   scale        BENCH_SCALE (20) sandboxes started one after another: time of each and host
                memory per sandbox as the count grows
 Writes build/bench/results.json too.
@@ -203,6 +206,63 @@ def bench_pod_memory(env, work):
             runtime(env, "delete", "--force", "memm%d" % i, **quiet)
         runtime(env, "delete", "--force", "memp", **quiet)
     return out
+
+
+def rust_duration_s(text):
+    """A Rust Duration's Debug text (`289.98ms`, `1.2s`, `950µs`, `12ns`) in seconds."""
+    for unit, scale in (("ms", 1e-3), ("µs", 1e-6), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise ValueError(text)
+
+
+def epoch_s(rfc3339):
+    """`2026-11-26T21:31:02.012267292Z` in seconds since the epoch (nanoseconds kept)."""
+    import calendar
+    date, frac = rfc3339.rstrip("Z").split(".") if "." in rfc3339 else (rfc3339.rstrip("Z"), "0")
+    secs = calendar.timegm(time.strptime(date, "%Y-%m-%dT%H:%M:%S"))
+    return secs + float("0." + frac)
+
+
+def boot_phases_of(entries):
+    """Boot phases (seconds) from one sandbox's merged log entries, or None."""
+    qemu_start = early = serving = ready_total = None
+    for e in entries:
+        msg, t = e.get("msg", ""), epoch_s(e["time"])
+        if e.get("source") == "runtime" and " QEMU pid " in msg and " up with " in msg:
+            took = msg.split(" in ")[1].split(" ")[0]
+            qemu_start = t - rust_duration_s(took)
+        elif e.get("source") == "agent" and msg.startswith("early init done in ") and early is None:
+            early = (t, rust_duration_s(msg.split("early init done in ")[1].split(":")[0]))
+        elif e.get("source") == "agent" and msg.startswith("server listen started") and serving is None:
+            serving = t
+        elif e.get("source") == "runtime" and " agent ready " in msg:
+            ready_total = float(msg.split(" agent ready ")[1].split("s ")[0])
+    if None in (qemu_start, early, serving, ready_total):
+        return None
+    agent_start = early[0] - early[1]
+    return {"firmware_kernel_s": agent_start - qemu_start, "agent_early_init_s": early[1],
+            "agent_to_serving_s": serving - agent_start,
+            "host_sees_ready_s": ready_total - (serving - qemu_start), "total_s": ready_total}
+
+
+def bench_boot_phases(env, bundle):
+    """Where a sandbox's boot time goes, from the log `kata-runtime logs` merges (N runs)."""
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = []
+    for i in range(N):
+        cid = "boot%d" % i
+        if runtime(env, "run", "-d", "--bundle", bundle, cid, **quiet).returncode:
+            continue
+        r = runtime(env, "logs", "--json", cid, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        entries = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+        phases = boot_phases_of(entries)
+        if phases:
+            runs.append(phases)
+        runtime(env, "delete", "--force", cid, **quiet)
+    if not runs:
+        return None
+    return {k: stats([r[k] for r in runs]) for k in runs[0]}
 
 
 SCALE = int(os.environ.get("BENCH_SCALE", "20"))
@@ -499,6 +559,7 @@ def main():
     callers = bench_callers()
     storage = bench_storage(env, work)
     pod_memory = bench_pod_memory(env, work)
+    boot_phases = bench_boot_phases(env, sleeper)
     scale = bench_scale(env, sleeper)
 
     results = {"floor_s": stats(floor) if floor else None,
@@ -517,6 +578,7 @@ def main():
                "callers_s": callers,
                "storage": storage,
                "pod_memory": pod_memory,
+               "boot_phases": boot_phases,
                "scale": scale}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
@@ -585,6 +647,11 @@ def main():
         print("%-34s %8.1f MiB PSS (%s); without QEMU %.1f MiB%s" % (
             "pod of %s: host memory" % size, pod["total_pss_mib"], parts, pod["non_qemu_pss_mib"],
             "   (target <= 12 MiB)" if size == "4" else ""))
+    if boot_phases:
+        print("%-34s %s" % ("boot phases (median s)", ", ".join(
+            "%s %.3f" % (k[:-2].replace("_", " "), v["median"]) for k, v in boot_phases.items())))
+    else:
+        print("%-34s   (failed)" % "boot phases")
     if scale:
         marks = [r for r in scale if r["count"] in (1, 5, 10, 15, 20, 25, 30) or r is scale[-1]]
         print("%-34s %s" % ("scale: start time, MiB/sandbox",
