@@ -101,6 +101,14 @@ impl Env {
         run_cmd(self.cmd(args), stdin, timeout)
     }
 
+    /// The container's `status` from `kata-runtime state` (empty when it cannot be read).
+    pub fn status(&self, id: &str) -> String {
+        let out = self.run(&["state", id], b"", Duration::from_secs(60));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+
     /// A busybox bundle under this env running `args`.
     pub fn bundle(&self, name: &str, args: &[&str]) -> PathBuf {
         let dir = self.path().join("bundles").join(name);

@@ -3,17 +3,9 @@
 //! `STRESS_CYCLES` changes the count.
 
 use e2e_tests::Env;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(120);
-
-fn status(env: &Env, id: &str) -> String {
-    let out = env.run(&["state", id], b"", T);
-    serde_json::from_slice::<Value>(&out.stdout)
-        .map(|v| v["status"].as_str().unwrap_or_default().to_string())
-        .unwrap_or_default()
-}
 
 #[test]
 #[ignore = "minutes long: make test-stress"]
@@ -34,7 +26,7 @@ fn sequential_create_start_delete_cycles() {
         assert_eq!(out.code(), 0, "cycle {i}: start: {}", out.stderr);
         // `true` exits at once; a plain delete (no --force) must then succeed.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while status(&env, &id) != "stopped" {
+        while env.status(&id) != "stopped" {
             assert!(Instant::now() < deadline, "cycle {i}: never stopped");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -64,18 +64,11 @@ fn time_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duratio
     None
 }
 
-fn status(env: &Env, id: &str) -> String {
-    let out = env.run(&["state", id], b"", T);
-    serde_json::from_slice::<Value>(&out.stdout)
-        .map(|v| v["status"].as_str().unwrap_or_default().to_string())
-        .unwrap_or_default()
-}
-
 fn start(env: &Env, id: &str) {
     let b = env.bundle(id, &["sleep", "1000"]);
     let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), id], b"", T);
     assert_eq!(out.code(), 0, "run -d {id}: {}", out.stderr);
-    assert_eq!(status(env, id), "running");
+    assert_eq!(env.status(id), "running");
 }
 
 fn shim_log(env: &Env, id: &str) -> String {
@@ -107,7 +100,7 @@ fn component_killed(which: &str) {
     };
     kill9(victim);
     let shim_gone = time_until(DETECT, || !alive(p.shim));
-    let stopped = time_until(DETECT, || status(&env, &id) == "stopped");
+    let stopped = time_until(DETECT, || env.status(&id) == "stopped");
     println!(
         "fault {which} killed: shim gone after {shim_gone:?}, state stopped after {stopped:?}"
     );
@@ -118,7 +111,7 @@ fn component_killed(which: &str) {
     assert!(
         stopped.is_some(),
         "{which} killed: state is still {}",
-        status(&env, &id)
+        env.status(&id)
     );
     if which != "shim" {
         let log = shim_log(&env, &id);
@@ -164,7 +157,7 @@ fn guest_goes_away(sysrq: char) {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let qemu_gone = time_until(DETECT, || !alive(p.qemu));
     let shim_gone = time_until(DETECT, || !alive(p.shim));
-    let stopped = time_until(DETECT, || status(&env, &id) == "stopped");
+    let stopped = time_until(DETECT, || env.status(&id) == "stopped");
     println!(
         "fault guest sysrq {sysrq}: QEMU gone after {qemu_gone:?}, shim after {shim_gone:?}, state stopped after {stopped:?}"
     );
@@ -176,7 +169,7 @@ fn guest_goes_away(sysrq: char) {
         shim_gone.is_some(),
         "sysrq {sysrq}: the shim is still running"
     );
-    assert!(stopped.is_some(), "state is {}", status(&env, &id));
+    assert!(stopped.is_some(), "state is {}", env.status(&id));
     force_delete_leaves_nothing(&env, &id);
 }
 
@@ -387,7 +380,7 @@ fn guest_memory_and_tmpfs_exhaustion() {
         stdout.contains("No space left") && !stdout.contains("dd=0"),
         "{stdout}"
     );
-    assert_eq!(status(&env, "hog"), "running");
+    assert_eq!(env.status("hog"), "running");
     let out = env.run(&["kata-check", "--sandbox", "hog"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stdout_str());
     force_delete_leaves_nothing(&env, "hog");

@@ -200,6 +200,24 @@ fn stats_logs_and_health_of_a_running_sandbox() {
     env.assert_clean();
 }
 
+/// Runs the sizing bundle as `id`: the processors and MemTotal (MiB) the container sees.
+fn guest_size(env: &Env, bundle: &std::path::Path, id: &str) -> (u32, f64) {
+    let out = env.run(&["run", "--bundle", bundle.to_str().unwrap(), id], b"", T);
+    let stdout = out.stdout_str();
+    assert_eq!(out.code(), 0, "{stdout} {}", out.stderr);
+    let cpus = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cpus="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cpus");
+    let mem_kib: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("MemTotal");
+    (cpus, mem_kib / 1024.0)
+}
+
 /// `[hypervisor.qemu] default_memory` and `default_vcpus` decide the VM the container sees.
 #[test]
 fn configuration_file_sizes_the_vm() {
@@ -215,16 +233,8 @@ fn configuration_file_sizes_the_vm() {
             "grep MemTotal /proc/meminfo; echo cpus=$(grep -c ^processor /proc/cpuinfo)",
         ],
     );
-    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "sized"], b"", T);
-    let stdout = out.stdout_str();
-    assert_eq!(out.code(), 0, "{stdout} {}", out.stderr);
-    assert!(stdout.contains("cpus=2"), "{stdout}");
-    let mem_kib: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("MemTotal");
-    let mem = mem_kib / 1024.0;
+    let (cpus, mem) = guest_size(&env, &b, "sized");
+    assert_eq!(cpus, 2);
     // The guest kernel keeps ~120 MiB for itself (its image, the initramfs being unpacked);
     // the default 256 MiB shows as ~140.
     assert!(
@@ -239,16 +249,12 @@ fn configuration_file_sizes_the_vm() {
             "io.katacontainers.config.hypervisor.default_vcpus": "1",
         });
     });
-    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "sized2"], b"", T);
-    let stdout = out.stdout_str();
-    assert_eq!(out.code(), 0, "{stdout} {}", out.stderr);
-    assert!(stdout.contains("cpus=1"), "{stdout}");
-    let mem_kib: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("MemTotal");
-    assert!((220.0..=384.0).contains(&(mem_kib / 1024.0)), "{stdout}");
+    let (cpus, mem) = guest_size(&env, &b, "sized2");
+    assert_eq!(cpus, 1);
+    assert!(
+        (220.0..=384.0).contains(&mem),
+        "MemTotal {mem:.0} MiB for 384 MiB"
+    );
 
     // One that is not on the list is refused before anything starts.
     edit_spec(&b, |s| {

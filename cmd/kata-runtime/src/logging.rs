@@ -48,7 +48,7 @@ impl SandboxSink {
         let Ok(sb) = store.load_sandbox(&rec.sandbox_id) else {
             return;
         };
-        if let Ok(f) = append_existing(&sb.vm_dir.join(sandbox_log::files::RUNTIME)) {
+        if let Ok(f) = append(&sb.vm_dir.join(sandbox_log::files::RUNTIME)) {
             self.target = Some((rec.sandbox_id, f));
         }
     }
@@ -179,18 +179,17 @@ pub fn finish() {
     log::logger().flush();
 }
 
-fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
+/// `--log FILE`: its folder is created, as runc does.
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    append(path)
 }
 
-/// Opens `path` for appending, creating the file but not its folder.
-fn append_existing(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens `path` for appending, creating the file but not its folder (a deleted sandbox's
+/// folder must stay deleted).
+fn append(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
