@@ -68,6 +68,26 @@ pub enum Command {
     KataNetwork(KataNetwork),
     /// Print one sandbox's log, time-ordered across runtime, proxy, shims, QEMU and agent.
     Logs(Logs),
+    /// The VM factory: a daemon keeping `[factory] vm_cache_number` VMs booted for new sandboxes.
+    #[command(subcommand)]
+    Factory(Factory),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Factory {
+    /// Start the factory daemon; returns once its cache is full.
+    Init,
+    /// What the daemon holds (exit 1 when none runs).
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon and the VMs in its cache; remove the template.
+    Destroy,
+    /// The daemon itself (started by `factory init`).
+    #[command(hide = true)]
+    Serve,
 }
 
 impl Command {

@@ -41,6 +41,8 @@ pub struct Config {
     pub agent: AgentSection,
     #[serde(default)]
     pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub factory: FactorySection,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -167,6 +169,44 @@ pub struct RuntimeSection {
     /// How the pod's interfaces reach the VM: `tcfilter` (default), `macvtap`, `bridged` or
     /// `none` (Kata 1.x's names).
     pub internetworking_model: String,
+}
+
+/// Kata 1.x's VM factory: a daemon (`kata-runtime factory init`) that keeps pre-booted VMs
+/// for new sandboxes, optionally started from a saved template VM.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FactorySection {
+    /// How many booted VMs the factory daemon keeps ready (0: no cache; `create` boots).
+    pub vm_cache_number: u32,
+    /// The factory daemon's socket. Empty: `<runtime.vm_dir>/.factory/cache.sock`.
+    pub vm_cache_endpoint: PathBuf,
+    /// Boot the cached VMs from a template VM (saved state and copy-on-write memory) rather
+    /// than booting each. Needs shared_fs = "virtio-9p".
+    pub enable_template: bool,
+    /// Where the template's memory and device state are kept (a tmpfs folder is best).
+    /// Empty: `<runtime.vm_dir>/.factory/template`.
+    pub template_path: PathBuf,
+}
+
+impl Config {
+    /// The factory daemon's working folder (its socket, cached VMs, template by default).
+    pub fn factory_dir(&self) -> PathBuf {
+        self.runtime.vm_dir.join(".factory")
+    }
+
+    pub fn factory_endpoint(&self) -> PathBuf {
+        match self.factory.vm_cache_endpoint.as_os_str().is_empty() {
+            true => self.factory_dir().join("cache.sock"),
+            false => self.factory.vm_cache_endpoint.clone(),
+        }
+    }
+
+    pub fn factory_template_path(&self) -> PathBuf {
+        match self.factory.template_path.as_os_str().is_empty() {
+            true => self.factory_dir().join("template"),
+            false => self.factory.template_path.clone(),
+        }
+    }
 }
 
 impl Default for RuntimeSection {
@@ -413,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             err("[proxy.kata]\n[shim.kata]\nenable_debug = true\n[image]\n"),
-            "configuration file /etc/x.toml line 4: image: unknown key (expected one of: hypervisor, proxy, shim, agent, runtime)"
+            "configuration file /etc/x.toml line 4: image: unknown key (expected one of: hypervisor, proxy, shim, agent, runtime, factory)"
         );
     }
 
@@ -539,7 +579,7 @@ mod tests {
     fn default_file_has_every_section_and_key() {
         assert_eq!(
             schema::section_keys(""),
-            Some(&["hypervisor", "proxy", "shim", "agent", "runtime"][..]),
+            Some(&["hypervisor", "proxy", "shim", "agent", "runtime", "factory"][..]),
             "source is not a file key"
         );
         for section in schema::VALUE_SECTIONS {

@@ -6,8 +6,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
 
 use crate::{
-    AgentKata, AgentSection, Component, Config, HypervisorSection, ProxySection, Qemu,
-    RuntimeSection, ShimSection,
+    AgentKata, AgentSection, Component, Config, FactorySection, HypervisorSection, ProxySection,
+    Qemu, RuntimeSection, ShimSection,
 };
 
 /// Sections that hold values (not only sub-sections), in the order of the default file.
@@ -18,6 +18,7 @@ pub(crate) const VALUE_SECTIONS: &[&str] = &[
     "shim.kata",
     "agent.kata",
     "runtime",
+    "factory",
 ];
 
 /// The keys of dotted `section` ("" for the top level), `None` for a section the structs do not
@@ -33,6 +34,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "agent" => fields_of::<AgentSection>(),
         "agent.kata" => fields_of::<AgentKata>(),
         "runtime" => fields_of::<RuntimeSection>(),
+        "factory" => fields_of::<FactorySection>(),
         _ => return None,
     })
 }

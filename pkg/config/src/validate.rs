@@ -63,6 +63,9 @@ fn at_least(
     }
 }
 
+/// More pre-booted VMs than this is a typo (each holds its guest's memory).
+const MAX_VM_CACHE: u32 = 64;
+
 /// `q35` and `pc`, or one of their versioned names (`pc-i440fx-8.2`, `pc-q35-8.2`).
 fn machine_type_ok(m: &str) -> bool {
     m == "q35" || m == "pc" || m.strip_prefix("pc-").is_some_and(|v| !v.is_empty())
@@ -170,6 +173,26 @@ impl Config {
             &["tcfilter", "macvtap", "bridged", "none"],
             &mut out,
         );
+        let f = &self.factory;
+        if f.vm_cache_number > MAX_VM_CACHE {
+            out.push(Invalid {
+                section: "factory",
+                key: "vm_cache_number",
+                value: f.vm_cache_number.to_string(),
+                allowed: format!("0 to {MAX_VM_CACHE}"),
+                related: None,
+            });
+        }
+        // QEMU cannot migrate vhost-user-fs, so no template can be saved with virtio-fs.
+        if f.enable_template && q.shared_fs == "virtio-fs" {
+            out.push(Invalid {
+                section: "factory",
+                key: "enable_template",
+                value: "true".into(),
+                allowed: "false while [hypervisor.qemu] shared_fs = \"virtio-fs\" (a template VM needs \"virtio-9p\")".into(),
+                related: None,
+            });
+        }
         out
     }
 

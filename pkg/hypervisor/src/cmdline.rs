@@ -136,7 +136,28 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     } else {
         push(&["-smp", &cfg.vcpus.to_string()]);
     }
-    if cfg.needs_shared_memory() {
+    if let Some(t) = &cfg.templating {
+        // The template's RAM is a file mapped shared (so its pages land in the file); a clone
+        // maps the same file private: copy-on-write, the untouched pages shared by all.
+        let share = match t.role {
+            crate::TemplateRole::Template => "on",
+            crate::TemplateRole::Clone => "off",
+        };
+        let mem = t.memory_file();
+        let mem = opt_escape(utf8(cfg, "template memory file", &mem)?);
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-file,id=mem,size={}M,mem-path={mem},share={share}",
+                cfg.memory_mib
+            ),
+        ]);
+        push(&["-numa", "node,memdev=mem"]);
+        if t.role == crate::TemplateRole::Clone {
+            // The device state is handed over QMP once QEMU is up (`template::load`).
+            push(&["-incoming", "defer"]);
+        }
+    } else if cfg.needs_shared_memory() {
         // vhost-user devices need guest RAM their backend can map: a shared memfd
         // backend covering all of RAM, attached through a NUMA node.
         push(&[

@@ -159,6 +159,9 @@ pub struct VmConfig {
     /// `/dev/vhost-net` is usable: tap NICs get `vhost=on` (virtio-net in the host kernel).
     #[serde(default)]
     pub vhost_net: bool,
+    /// Templating: RAM in the template's file, and for a clone its state loaded at start.
+    #[serde(default)]
+    pub templating: Option<crate::Templating>,
 }
 
 /// A guest NIC and what backs it on the host.
@@ -250,6 +253,8 @@ pub enum ConfigError {
         path: PathBuf,
         len: usize,
     },
+    #[error("sandbox {sandbox_id}: a template VM cannot use virtio-fs or vhost-user NICs (QEMU cannot migrate vhost-user devices)")]
+    TemplateWithSharedMemory { sandbox_id: String },
     #[error("sandbox {sandbox_id}: kernel parameter {param:?} contains a character that would break the command line")]
     BadKernelParam { sandbox_id: String, param: String },
 }
@@ -286,6 +291,7 @@ impl VmConfig {
             netns: None,
             net_devices: Vec::new(),
             vhost_net: false,
+            templating: None,
         }
     }
 
@@ -413,6 +419,11 @@ impl VmConfig {
             600_000,
             "10..=600000",
         )?;
+        if self.templating.is_some() && self.needs_shared_memory() {
+            return Err(ConfigError::TemplateWithSharedMemory {
+                sandbox_id: id.clone(),
+            });
+        }
         if let SharedFs::Virtio9p { msize } = self.shared_fs {
             range("msize", msize.into(), 4096, 1 << 24, "4096..=16777216")?;
         }

@@ -22,6 +22,7 @@ pub mod proc;
 pub mod qemu;
 pub mod qmp;
 pub mod resize;
+pub mod template;
 mod virtiofsd;
 
 pub use config::{
@@ -31,6 +32,7 @@ pub use kvm_probe::choose_accel;
 pub use proc::ProcessId;
 pub use qemu::{Qemu, QemuError, QemuState};
 pub use qmp::{QmpClient, QmpError};
+pub use template::{Role as TemplateRole, TemplateError, Templating};
 pub use virtiofsd::VirtiofsdError;
 
 /// Errors of any hypervisor driver.

@@ -34,12 +34,15 @@ fn bad(dev: &NetDevice, problem: impl Into<String>) -> NicError {
 }
 
 /// Adds `dev` to the running VM on PCI bus `bus` (a free `pcie-root-port` on q35; `None` on
-/// machines that hot-plug on the root bus). `vhost`: use vhost-net for taps.
+/// machines that hot-plug on the root bus). `vhost`: use vhost-net for taps. `opened_tap`: the
+/// tap already opened by the caller, for a QEMU outside the tap's network namespace (QEMU
+/// would not find it by name); `None`: QEMU opens it by name.
 pub fn plug(
     qmp: &mut QmpClient,
     dev: &NetDevice,
     bus: Option<&str>,
     vhost: bool,
+    opened_tap: Option<&std::fs::File>,
 ) -> Result<(), NicError> {
     if dev.id.is_empty()
         || !dev
@@ -50,6 +53,17 @@ pub fn plug(
         return Err(bad(dev, format!("bad id {:?}", dev.id)));
     }
     let mut device = match &dev.backend {
+        NetBackend::Tap { .. } if opened_tap.is_some() => {
+            let fd_name = format!("fd-{}", dev.id);
+            if let Some(tap) = opened_tap {
+                qmp.pass_fd(&fd_name, tap.as_fd())?;
+            }
+            qmp.execute(
+                "netdev_add",
+                Some(json!({ "type": "tap", "id": dev.id, "fd": fd_name, "vhost": vhost })),
+            )?;
+            virtio_net(dev)?
+        }
         NetBackend::Tap { ifname } => {
             qmp.execute(
                 "netdev_add",

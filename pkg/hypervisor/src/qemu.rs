@@ -13,6 +13,7 @@ use crate::proc::{detached_command, log_tail, ProcError, ProcessId};
 use crate::qmp::{QmpClient, QmpError};
 use crate::virtiofsd::{self, VirtiofsdError};
 use crate::Hypervisor;
+use crate::TemplateRole;
 
 /// After SIGKILL a process normally disappears within milliseconds; longer means
 /// it is stuck in the kernel.
@@ -31,6 +32,11 @@ pub enum QemuError {
     Cmdline(#[from] CmdlineError),
     #[error(transparent)]
     Virtiofsd(#[from] VirtiofsdError),
+    #[error("sandbox {sandbox_id}: {source}")]
+    Template {
+        sandbox_id: String,
+        source: crate::TemplateError,
+    },
     #[error("sandbox {sandbox_id}: QEMU is already running as pid {pid}")]
     AlreadyRunning { sandbox_id: String, pid: i32 },
     #[error("sandbox {sandbox_id}: {what} {} does not exist", .path.display())]
@@ -243,6 +249,26 @@ impl Qemu {
                 return Err(e);
             }
         };
+        if let Some(t) = cfg
+            .templating
+            .as_ref()
+            .filter(|t| t.role == TemplateRole::Clone)
+        {
+            let loaded = self
+                .qmp(Duration::from_millis(cfg.start_timeout_ms))
+                .and_then(|mut qmp| {
+                    crate::template::load(&mut qmp, t, Duration::from_millis(cfg.start_timeout_ms))
+                        .map_err(|source| QemuError::Template {
+                            sandbox_id: id.to_string(),
+                            source,
+                        })
+                });
+            if let Err(e) = loaded {
+                let _ = qemu.signal(libc::SIGKILL);
+                qemu.wait_gone(KILL_GRACE);
+                return Err(e);
+            }
+        }
         log::info!(
             "sandbox {id}: QEMU pid {} up with {accel} in {:.0?} (sockets ready)",
             qemu.pid,
@@ -458,6 +484,28 @@ impl Qemu {
         }
         self.state = None;
         Ok(())
+    }
+
+    /// Pauses this template VM (started with the `Template` role) and saves its device state
+    /// in the template folder. The VM stays paused; stop it afterwards.
+    pub fn save_template(&self, timeout: Duration) -> Result<(), QemuError> {
+        let id = &self.config.sandbox_id;
+        let Some(t) = self
+            .config
+            .templating
+            .as_ref()
+            .filter(|t| t.role == TemplateRole::Template)
+        else {
+            return Err(QemuError::Template {
+                sandbox_id: id.clone(),
+                source: crate::TemplateError::NotATemplate,
+            });
+        };
+        let mut qmp = self.qmp(timeout)?;
+        crate::template::save(&mut qmp, t, timeout).map_err(|source| QemuError::Template {
+            sandbox_id: id.clone(),
+            source,
+        })
     }
 
     fn qmp_quit(&self, timeout: Duration) -> Result<(), QemuError> {

@@ -23,8 +23,39 @@ pub enum TapError {
     Open(io::Error),
     #[error("creating tap {name} (TUNSETIFF): {source}")]
     Create { name: String, source: io::Error },
+    #[error("attaching to tap {name} (TUNSETIFF): {source}")]
+    Attach { name: String, source: io::Error },
     #[error("making tap {name} persistent (TUNSETPERSIST): {source}")]
     Persist { name: String, source: io::Error },
+}
+
+/// Opens the existing persistent tap `name` of the current thread's network namespace as a
+/// queue with virtio-net headers, the way QEMU opens it by name: for a QEMU that runs in
+/// another namespace (a VM from the factory's cache), which is handed the descriptor.
+pub fn open_queue(name: &str) -> Result<std::fs::File, TapError> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(TapError::Name(name.to_string()));
+    }
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(TapError::Open)?;
+    // SAFETY: an all-zero ifreq is valid; the name fits with its NUL (checked above).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and updates the ifreq, which outlives the call.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) } < 0 {
+        return Err(TapError::Attach {
+            name: name.to_string(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(tun)
 }
 
 /// Creates the persistent tap `name` (`IFF_TAP | IFF_NO_PI`) in the current thread's network

@@ -63,10 +63,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     // Resolve every path before anything is created: a missing piece is reported up front.
     let netns_plan = crate::network::plan(&bundle.spec)?;
     let net_model = crate::network::model(&rt.config.runtime.internetworking_model)?;
-    let qemu_path = rt.config.qemu_path()?;
-    let kernel = rt.config.kernel_path()?;
-    let initrd = rt.config.initrd_path()?;
-    let proxy_bin = rt.config.proxy_path()?;
+    rt.config.proxy_path()?;
     let shim_bin = rt.config.shim_path()?;
 
     let mut undo = Rollback::new();
@@ -94,17 +91,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
             share::unmount_tree(dir);
             let _ = std::fs::remove_dir_all(dir);
         }
-        {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(dir)
-                .map_err(crate::io_err("creating", dir.as_path()))?;
-            // The umask must not narrow it further (0711 would become 0700 under 077).
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                .map_err(crate::io_err("setting the mode of", dir.as_path()))?;
-        }
+        crate::make_dir(dir, mode)?;
         let d = dir.clone();
         undo.push("remove sandbox folder", move || {
             share::unmount_tree(&d);
@@ -113,98 +100,43 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     }
 
     share::prepare_shared_dir(&shared_dir)?;
-    let q = &rt.config.hypervisor.qemu;
-    let debug = q.enable_debug || rt.config.agent.kata.enable_debug;
-    let mut vm = VmConfig::new(crate::short_name(sandbox_id), &vm_dir, kernel, &shared_dir);
-    vm.qemu_path = qemu_path;
-    vm.initrd = Some(initrd);
-    vm.memory_mib = q.default_memory;
-    vm.vcpus = q.default_vcpus;
-    vm.max_vcpus = match q.default_maxvcpus {
-        0 => crate::resize::host_cpus(),
-        n => n,
+    let debug = rt.debug();
+    let mut vm = vm_config(rt, sandbox_id, &vm_dir, &shared_dir)?;
+    let net = crate::network::setup(&netns_plan, net_model, &vm_dir, &mut undo)?;
+    let shared_storage = shared_fs_storage(&vm.shared_fs);
+    // A VM from the factory's cache when one fits (same VM settings, NICs it can hot-plug);
+    // otherwise this sandbox boots its own.
+    let mut net = net;
+    let cached = match net.endpoints.iter().all(crate::network::hotpluggable) {
+        true => crate::factory::take(rt, &vm),
+        false => None,
     };
-    vm.memory_slots = q.memory_slots;
-    vm.max_memory_mib = match q.default_maxmemory {
-        0 => crate::resize::host_memory_mib(),
-        n => n,
-    };
-    vm.machine_type = q.machine_type.clone();
-    vm.kernel_params = q
-        .kernel_params
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    vm.debug = debug;
-    vm.stop_timeout_ms = rt.config.runtime.sandbox_stop_timeout.max(1) * 1000;
-    vm.probe_cache_dir = Some(rt.config.runtime.vm_dir.clone());
-    vm.accel = match q.accelerator.as_str() {
-        "kvm" => hypervisor::Accel::Kvm,
-        "tcg" => hypervisor::Accel::Tcg,
-        _ => hypervisor::Accel::Auto,
-    };
-    vm.shared_fs = match q.shared_fs.as_str() {
-        "virtio-fs" => SharedFs::VirtioFs {
-            daemon: q.virtio_fs_daemon.clone(),
-            cache: q.virtio_fs_cache.clone(),
-        },
-        "virtio-9p" | "" => SharedFs::Virtio9p { msize: q.msize_9p },
-        other => {
-            return Err(Error::Unsupported(format!(
-                "configuration [hypervisor.qemu] shared_fs = {other:?}: expected \"virtio-9p\" or \"virtio-fs\""
-            )))
+    let running = match cached {
+        Some(cached) => {
+            crate::factory::adopt(rt, cached, sandbox_id, &vm_dir, &mut net, &mut undo)?
+        }
+        None => {
+            vm.netns = net.netns.clone();
+            vm.net_devices = net.endpoints.iter().map(|e| e.device.clone()).collect();
+            vm.vhost_net = !vm.net_devices.is_empty() && crate::network::vhost_net_usable();
+            boot_vm(rt, vm, sandbox_id, &mut undo)?
         }
     };
-    let net = crate::network::setup(&netns_plan, net_model, &vm_dir, &mut undo)?;
-    vm.netns = net.netns.clone();
-    vm.net_devices = net.endpoints.iter().map(|e| e.device.clone()).collect();
-    vm.vhost_net = !vm.net_devices.is_empty() && crate::network::vhost_net_usable();
-    vm.validate()?;
-    let shared_storage = shared_fs_storage(&vm.shared_fs);
-
-    let mut qemu = Qemu::new(vm);
-    let vm_started = Instant::now();
-    qemu.start()?;
-    log::info!(
-        "sandbox {sandbox_id}: VM started in {:?}",
-        started.elapsed()
-    );
+    let RunningVm {
+        qemu,
+        proxy,
+        shared_dir,
+    } = running;
     let qemu_state = qemu
         .state()
         .map(serde_json::to_value)
         .transpose()
         .map_err(|e| Error::Unsupported(format!("hypervisor state: {e}")))?
         .unwrap_or_default();
-    {
-        let state = qemu.state().cloned();
-        undo.push("stop VM", move || {
-            if let Some(s) = state {
-                let _ = Qemu::from_state(s).stop();
-            }
-        });
-    }
-
-    let proxy_socket = vm_dir.join("proxy.sock");
-    let proxy = procs::start_proxy(
-        &ProxyArgs {
-            binary: &proxy_bin,
-            listen: &proxy_socket,
-            mux: &qemu.agent_socket(),
-            console: &qemu.console_socket(),
-            sandbox_id,
-            log: &vm_dir.join(sandbox_log::files::PROXY),
-            debug,
-        },
-        Duration::from_secs(10),
-    )?;
-    undo.push("stop proxy", move || {
-        procs::stop_process(&proxy, Duration::from_secs(2))
-    });
-
+    let proxy_socket = vm_dir.join(PROXY_SOCKET);
     let agent = AgentClient::wait_ready(&proxy_socket, rt.dial_timeout(), rt.call_timeout())?;
     log::info!(
-        "sandbox {sandbox_id}: agent ready {:.3}s after QEMU start ({:.3}s after create began)",
-        vm_started.elapsed().as_secs_f64(),
+        "sandbox {sandbox_id}: agent ready {:.3}s after create began",
         started.elapsed().as_secs_f64()
     );
     let mut req = msg::CreateSandboxRequest::new();
@@ -241,6 +173,118 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     let _ = state_dir;
     log::info!("container {id}: created in {:?}", started.elapsed());
     Ok(Created { shim })
+}
+
+/// The proxy's socket in a VM folder.
+pub(crate) const PROXY_SOCKET: &str = "proxy.sock";
+
+/// A sandbox's VM with its proxy, agent answering or about to.
+pub(crate) struct RunningVm {
+    pub qemu: Qemu,
+    pub proxy: ProcessRef,
+    /// The folder shared into the guest (a cached VM brings its own).
+    pub shared_dir: PathBuf,
+}
+
+/// Boots `vm` and starts its proxy; both are undone by `undo` if the create fails later.
+pub(crate) fn boot_vm(
+    rt: &Runtime,
+    vm: VmConfig,
+    label: &str,
+    undo: &mut Rollback,
+) -> Result<RunningVm> {
+    vm.validate()?;
+    let shared_dir = vm.shared_dir.clone();
+    let vm_dir = vm.vm_dir.clone();
+    let mut qemu = Qemu::new(vm);
+    let t0 = Instant::now();
+    qemu.start()?;
+    log::info!("sandbox {label}: VM started in {:?}", t0.elapsed());
+    {
+        let state = qemu.state().cloned();
+        undo.push("stop VM", move || {
+            if let Some(s) = state {
+                let _ = Qemu::from_state(s).stop();
+            }
+        });
+    }
+    let proxy = procs::start_proxy(
+        &ProxyArgs {
+            binary: &rt.config.proxy_path()?,
+            listen: &vm_dir.join(PROXY_SOCKET),
+            mux: &qemu.agent_socket(),
+            console: &qemu.console_socket(),
+            sandbox_id: label,
+            log: &vm_dir.join(sandbox_log::files::PROXY),
+            debug: rt.debug(),
+        },
+        Duration::from_secs(10),
+    )?;
+    undo.push("stop proxy", move || {
+        procs::stop_process(&proxy, Duration::from_secs(2))
+    });
+    Ok(RunningVm {
+        qemu,
+        proxy,
+        shared_dir,
+    })
+}
+
+/// The VM a new sandbox of this configuration gets, before its network: also what the
+/// factory boots for its cache (the two must compare equal to use a cached VM).
+pub(crate) fn vm_config(
+    rt: &Runtime,
+    sandbox_id: &str,
+    vm_dir: &Path,
+    shared_dir: &Path,
+) -> Result<VmConfig> {
+    let q = &rt.config.hypervisor.qemu;
+    let mut vm = VmConfig::new(
+        crate::short_name(sandbox_id),
+        vm_dir,
+        rt.config.kernel_path()?,
+        shared_dir,
+    );
+    vm.qemu_path = rt.config.qemu_path()?;
+    vm.initrd = Some(rt.config.initrd_path()?);
+    vm.memory_mib = q.default_memory;
+    vm.vcpus = q.default_vcpus;
+    vm.max_vcpus = match q.default_maxvcpus {
+        0 => crate::resize::host_cpus(),
+        n => n,
+    };
+    vm.memory_slots = q.memory_slots;
+    vm.max_memory_mib = match q.default_maxmemory {
+        0 => crate::resize::host_memory_mib(),
+        n => n,
+    };
+    vm.machine_type = q.machine_type.clone();
+    vm.kernel_params = q
+        .kernel_params
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    vm.debug = rt.debug();
+    vm.stop_timeout_ms = rt.config.runtime.sandbox_stop_timeout.max(1) * 1000;
+    vm.probe_cache_dir = Some(rt.config.runtime.vm_dir.clone());
+    vm.accel = match q.accelerator.as_str() {
+        "kvm" => hypervisor::Accel::Kvm,
+        "tcg" => hypervisor::Accel::Tcg,
+        _ => hypervisor::Accel::Auto,
+    };
+    vm.shared_fs = match q.shared_fs.as_str() {
+        "virtio-fs" => SharedFs::VirtioFs {
+            daemon: q.virtio_fs_daemon.clone(),
+            cache: q.virtio_fs_cache.clone(),
+        },
+        "virtio-9p" | "" => SharedFs::Virtio9p { msize: q.msize_9p },
+        other => {
+            return Err(Error::Unsupported(format!(
+                "configuration [hypervisor.qemu] shared_fs = {other:?}: expected \"virtio-9p\" or \"virtio-fs\""
+            )))
+        }
+    };
+    Ok(vm)
 }
 
 /// Host security labels mean nothing inside the VM, whose kernel is the boundary: ignored,

@@ -7,6 +7,7 @@ mod blockdev;
 mod console;
 mod create;
 mod exec;
+pub mod factory;
 pub mod health;
 mod hooks;
 pub mod hostcheck;
@@ -82,6 +83,8 @@ pub enum Error {
     Unsupported(String),
     #[error("network: {0}")]
     Network(String),
+    #[error("VM factory: {0}")]
+    Factory(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -94,7 +97,21 @@ pub(crate) fn io_err(
     move |source| Error::Io { what, path, source }
 }
 
+/// Creates `dir` (and its parents) with exactly `mode`, whatever the umask.
+pub(crate) fn make_dir(dir: &std::path::Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(io_err("creating", dir))?;
+    // The umask must not narrow it further (0711 would become 0700 under 077).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("setting the mode of", dir))
+}
+
 /// What every verb needs: the state store (`--root`) and the configuration.
+#[derive(Clone)]
 pub struct Runtime {
     pub store: store::Store,
     pub config: config::Config,
@@ -106,6 +123,11 @@ impl Runtime {
             store: store::Store::new(root),
             config,
         }
+    }
+
+    /// Debug logging in the VM (agent and kernel console) and of the proxy and shims.
+    pub(crate) fn debug(&self) -> bool {
+        self.config.hypervisor.qemu.enable_debug || self.config.agent.kata.enable_debug
     }
 
     pub(crate) fn call_timeout(&self) -> Duration {

@@ -297,14 +297,18 @@ fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
         stop_sandbox(rt, &sb, None);
     }
     let (shared_dir, vm_dir) = (rt.shared_dir(id), rt.vm_dir(id));
-    if procs::kill_orphans(&[&vm_dir, &shared_dir]) > 0 || vm_dir.exists() {
+    // A VM taken from the factory's cache: its processes name the folders it was booted in.
+    let origin = crate::factory::origin_dirs(&vm_dir);
+    let mut dirs: Vec<&std::path::Path> = vec![&vm_dir, &shared_dir];
+    dirs.extend(origin.iter().map(|d| d.as_path()));
+    if procs::kill_orphans(&dirs) > 0 || vm_dir.exists() {
         // The taps and filters a killed create made in the pod's namespace (QEMU, which
         // held the taps, is gone now).
         crate::network::teardown(id, &crate::network::recorded_progress(&vm_dir));
     }
-    for dir in [shared_dir, vm_dir] {
-        share::unmount_tree(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
+    for dir in origin.iter().chain([&shared_dir, &vm_dir]) {
+        share::unmount_tree(dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
     rt.store.remove(id)?;
     Ok(())

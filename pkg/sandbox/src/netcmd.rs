@@ -214,13 +214,7 @@ pub fn add_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
     }
     let timeout = Duration::from_secs(rt.config.agent.kata.request_timeout.max(1));
     let mut qmp = qemu.qmp(timeout).map_err(hypervisor::Error::from)?;
-    hypervisor::nic::plug(
-        &mut qmp,
-        &ep.device,
-        bus.as_deref(),
-        net::vhost_net_usable(),
-    )
-    .map_err(net::net_err)?;
+    net::plug(&mut qmp, qemu.config(), &netns, &ep, bus.as_deref())?;
     // The root bus (machines without root ports) is recorded as "": still hot-plugged.
     ep.hotplug_bus = Some(bus.unwrap_or_default());
     if wanted.mac.is_empty() {

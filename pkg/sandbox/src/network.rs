@@ -253,6 +253,37 @@ pub(crate) fn attach(
     })
 }
 
+/// Whether `ep`'s NIC can be added to a VM that is already running: taps and macvtaps can;
+/// vhost-user needs guest memory shared from boot, VFIO devices are kept for boot.
+pub(crate) fn hotpluggable(ep: &NetEndpoint) -> bool {
+    matches!(
+        ep.device.backend,
+        NetBackend::Tap { .. } | NetBackend::Macvtap { .. }
+    )
+}
+
+/// Hot-plugs the NIC of `ep` into the running VM `vm` on `bus`. A QEMU started outside the
+/// pod's namespace (a VM from the factory's cache) cannot open the tap by name: it is opened
+/// here, inside the namespace, and handed over.
+pub(crate) fn plug(
+    qmp: &mut hypervisor::QmpClient,
+    vm: &hypervisor::VmConfig,
+    netns: &Path,
+    ep: &NetEndpoint,
+    bus: Option<&str>,
+) -> Result<()> {
+    let opened = match &ep.device.backend {
+        NetBackend::Tap { ifname } if vm.netns.as_deref() != Some(netns) => Some(
+            network::netns::run_in(netns, || network::tap::open_queue(ifname))
+                .map_err(net_err)?
+                .map_err(net_err)?,
+        ),
+        _ => None,
+    };
+    hypervisor::nic::plug(qmp, &ep.device, bus, vhost_net_usable(), opened.as_ref())
+        .map_err(net_err)
+}
+
 /// Undoes [`attach`]; failures are logged (a delete goes on).
 pub(crate) fn detach(netns: &Path, ep: &NetEndpoint) {
     let result = match &ep.attachment {

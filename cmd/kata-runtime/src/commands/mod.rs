@@ -2,6 +2,7 @@
 
 mod events;
 mod exec;
+mod factory;
 mod features;
 mod kata_check;
 mod kata_network;
@@ -103,6 +104,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             None => kata_check::check(&rt, c.json),
         },
         Command::Logs(l) => logs(&rt, l),
+        Command::Factory(f) => factory::run(&rt, &cli, f),
         Command::KataEnv(e) => kata_check::env(&rt, &cli, e.json),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
