@@ -247,9 +247,19 @@ fn exec(env: &Env, args: &[&str]) -> (i32, String) {
     (out.code(), format!("{}{}", out.stdout_str(), out.stderr))
 }
 
-fn container_on_the_pod_network(model: &str, subnet: u8) {
+/// With `from_cache`, the sandbox takes a VM booted beforehand by the factory (in the host's
+/// namespace): the pod's interface is hot-plugged into it, with a tap opened in the pod's
+/// namespace and handed to QEMU.
+fn container_on_the_pod_network(model: &str, subnet: u8, from_cache: bool) {
     let env = Env::new();
     set_model(&env, model);
+    if from_cache {
+        let mut text = std::fs::read_to_string(&env.config).unwrap();
+        text += "[factory]\nvm_cache_number = 1\n";
+        std::fs::write(&env.config, text).unwrap();
+        let out = env.run(&["factory", "init"], b"", T);
+        assert_eq!(out.code(), 0, "factory init: {}", out.stderr);
+    }
     let net = PodNet::new(model, subnet);
     // A static neighbour entry, as some CNI plugins add: the guest gets it too.
     let neighbour = format!("10.201.{subnet}.99");
@@ -326,8 +336,19 @@ fn container_on_the_pod_network(model: &str, subnet: u8) {
         "{model}: served from the host?"
     );
 
+    if from_cache {
+        let logs = env.run(&["logs", "srv"], b"", T).stdout_str();
+        assert!(
+            logs.contains("took cached VM"),
+            "{model}: no cached VM used: {logs}"
+        );
+    }
     let out = env.run(&["delete", "--force", "srv"], b"", T);
     assert_eq!(out.code(), 0, "{model}: delete: {}", out.stderr);
+    if from_cache {
+        let out = env.run(&["factory", "destroy"], b"", T);
+        assert_eq!(out.code(), 0, "factory destroy: {}", out.stderr);
+    }
     env.assert_clean();
     assert_eq!(
         net.snapshot(),
@@ -338,17 +359,22 @@ fn container_on_the_pod_network(model: &str, subnet: u8) {
 
 #[test]
 fn vm_network_tcfilter() {
-    container_on_the_pod_network("tcfilter", 11);
+    container_on_the_pod_network("tcfilter", 11, false);
 }
 
 #[test]
 fn vm_network_macvtap() {
-    container_on_the_pod_network("macvtap", 12);
+    container_on_the_pod_network("macvtap", 12, false);
 }
 
 #[test]
 fn vm_network_bridged() {
-    container_on_the_pod_network("bridged", 13);
+    container_on_the_pod_network("bridged", 13, false);
+}
+
+#[test]
+fn vm_network_tcfilter_on_a_cached_vm() {
+    container_on_the_pod_network("tcfilter", 19, true);
 }
 
 /// One line on stderr, exit 1, nothing left: no state, no VM, the namespace untouched.

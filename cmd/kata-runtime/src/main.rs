@@ -9,6 +9,12 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // As a C program (runc): a closed stdout pipe (`kata-runtime list | head`) ends the
+    // process quietly instead of a panic in println!.
+    // SAFETY: resetting a signal disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return cli::usage_error(e),

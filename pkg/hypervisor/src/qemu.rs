@@ -35,7 +35,7 @@ pub enum QemuError {
     #[error("sandbox {sandbox_id}: {source}")]
     Template {
         sandbox_id: String,
-        source: crate::TemplateError,
+        source: Box<crate::TemplateError>,
     },
     #[error("sandbox {sandbox_id}: QEMU is already running as pid {pid}")]
     AlreadyRunning { sandbox_id: String, pid: i32 },
@@ -260,7 +260,7 @@ impl Qemu {
                     crate::template::load(&mut qmp, t, Duration::from_millis(cfg.start_timeout_ms))
                         .map_err(|source| QemuError::Template {
                             sandbox_id: id.to_string(),
-                            source,
+                            source: Box::new(source),
                         })
                 });
             if let Err(e) = loaded {
@@ -498,13 +498,13 @@ impl Qemu {
         else {
             return Err(QemuError::Template {
                 sandbox_id: id.clone(),
-                source: crate::TemplateError::NotATemplate,
+                source: Box::new(crate::TemplateError::NotATemplate),
             });
         };
         let mut qmp = self.qmp(timeout)?;
         crate::template::save(&mut qmp, t, timeout).map_err(|source| QemuError::Template {
             sandbox_id: id.clone(),
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -126,6 +126,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         qemu,
         proxy,
         shared_dir,
+        booted,
     } = running;
     let qemu_state = qemu
         .state()
@@ -135,10 +136,17 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         .unwrap_or_default();
     let proxy_socket = vm_dir.join(PROXY_SOCKET);
     let agent = AgentClient::wait_ready(&proxy_socket, rt.dial_timeout(), rt.call_timeout())?;
-    log::info!(
-        "sandbox {sandbox_id}: agent ready {:.3}s after create began",
-        started.elapsed().as_secs_f64()
-    );
+    match booted {
+        Some(vm_started) => log::info!(
+            "sandbox {sandbox_id}: agent ready {:.3}s after QEMU start ({:.3}s after create began)",
+            vm_started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        ),
+        None => log::info!(
+            "sandbox {sandbox_id}: cached VM's agent ready {:.3}s after create began",
+            started.elapsed().as_secs_f64()
+        ),
+    }
     let mut req = msg::CreateSandboxRequest::new();
     req.sandbox_id = sandbox_id.into();
     req.hostname = bundle.spec.hostname().clone().unwrap_or_default();
@@ -184,6 +192,8 @@ pub(crate) struct RunningVm {
     pub proxy: ProcessRef,
     /// The folder shared into the guest (a cached VM brings its own).
     pub shared_dir: PathBuf,
+    /// When QEMU was started, for a VM booted for this sandbox (None: from the cache).
+    pub booted: Option<Instant>,
 }
 
 /// Boots `vm` and starts its proxy; both are undone by `undo` if the create fails later.
@@ -227,6 +237,7 @@ pub(crate) fn boot_vm(
         qemu,
         proxy,
         shared_dir,
+        booted: Some(t0),
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hypervisor::{Hypervisor, Templating};
 
@@ -25,6 +25,8 @@ struct Pool {
     last_error: Option<String>,
     /// Processes of VMs handed to sandboxes: still our children, reaped when they exit.
     handed_pids: Vec<i32>,
+    /// When a VM was last handed out.
+    last_take: Option<Instant>,
 }
 
 struct Shared {
@@ -38,6 +40,9 @@ impl Shared {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// How long after the last hand-out the daemon waits before it boots a replacement.
+const REFILL_QUIET: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until `factory destroy`.
 pub fn serve(rt: &Runtime) -> Result<()> {
@@ -203,6 +208,7 @@ fn take(rt: &Runtime, shared: &Shared, key: &str) -> Response {
             continue;
         }
         pool.handed_out += 1;
+        pool.last_take = Some(Instant::now());
         pool.handed_pids.extend([vm.qemu.pid, vm.proxy.pid]);
         pool.handed_pids
             .extend(vm.qemu.virtiofsd_pid.as_ref().map(|p| p.pid));
@@ -233,6 +239,20 @@ fn fill(rt: &Runtime, shared: &Shared) {
             let mut pool = shared.lock();
             while !pool.shutdown && pool.ready.len() >= target {
                 pool = shared.changed.wait(pool).unwrap_or_else(|e| e.into_inner());
+            }
+            // A VM was just handed out: its sandbox is being set up now. A replacement booting
+            // at the same moment would take a core from it (TCG boots are CPU-bound), so the
+            // refill waits until hand-outs have been quiet for a moment.
+            while let Some(quiet) = pool
+                .last_take
+                .map(|t| REFILL_QUIET.saturating_sub(t.elapsed()))
+                .filter(|left| !left.is_zero() && !pool.shutdown)
+            {
+                pool = shared
+                    .changed
+                    .wait_timeout(pool, quiet)
+                    .map(|(p, _)| p)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             if pool.shutdown {
                 return;

@@ -193,6 +193,7 @@ pub(crate) fn adopt(
         qemu,
         proxy: cached.proxy,
         shared_dir: cached.shared_dir,
+        booted: None,
     })
 }
 
