@@ -14,8 +14,14 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
   boot phases  from one sandbox's merged log (`kata-runtime logs --json`): QEMU start -> the
                agent's first instruction as PID 1 (firmware + kernel), agent early init, agent
                serving, and until the runtime sees Health.Check answered
-  scale        BENCH_SCALE (20) sandboxes started one after another: time of each and host
-               memory per sandbox as the count grows
+  scale        BENCH_SCALE (30) sandboxes started one after another: time of each and host
+               memory per sandbox as the count grows; `state`/`list` with 20 of them running
+  VM cache     `kata-runtime run` of `true` taking a VM from the factory's cache (warm), against
+               runc's `run` of `true` and a cold run
+  templating   BENCH_TEMPLATE_VMS (10) cached VMs started from a template VM against the same
+               number booted normally: time to agent-ready and QEMU PSS per VM
+  kernel args  the floor with the stock console-only command line, with `quiet`, and with the
+               runtime's full list (quiet, cryptomgr.notests, tsc=reliable, no_timer_check...)
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -56,12 +62,12 @@ def floor_initrd(path):
                       ("init", 0o100755, init, 0, 0)]))
 
 
-def floor_once(initrd):
+def floor_once(initrd, params=KERNEL_PARAMS):
     cmd = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m", "256M",
            "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
            "-serial", "stdio", "-object", "rng-random,id=rng0,filename=/dev/urandom",
            "-device", "virtio-rng-pci,rng=rng0", "-kernel", os.path.join(GUEST, "vmlinux"),
-           "-initrd", initrd, "-append", KERNEL_PARAMS]
+           "-initrd", initrd, "-append", params]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     took = None
@@ -227,8 +233,12 @@ def epoch_s(rfc3339):
 def boot_phases_of(entries):
     """Boot phases (seconds) from one sandbox's merged log entries, or None."""
     qemu_start = early = serving = ready_total = None
+    late = 0.0
     for e in entries:
         msg, t = e.get("msg", ""), epoch_s(e["time"])
+        if e.get("source") == "agent" and " late modules loaded in " in msg:
+            # Loaded after the agent serves, off the path to ready: reported, not summed.
+            late = rust_duration_s(msg.split(" late modules loaded in ")[1].split(" ")[0])
         if e.get("source") == "runtime" and " QEMU pid " in msg and " up with " in msg:
             took = msg.split(" in ")[1].split(" ")[0]
             qemu_start = t - rust_duration_s(took)
@@ -243,7 +253,8 @@ def boot_phases_of(entries):
     agent_start = early[0] - early[1]
     return {"firmware_kernel_s": agent_start - qemu_start, "agent_early_init_s": early[1],
             "agent_to_serving_s": serving - agent_start,
-            "host_sees_ready_s": ready_total - (serving - qemu_start), "total_s": ready_total}
+            "host_sees_ready_s": ready_total - (serving - qemu_start), "total_s": ready_total,
+            "late_modules_after_ready_s": late}
 
 
 def bench_boot_phases(env, bundle):
@@ -265,7 +276,7 @@ def bench_boot_phases(env, bundle):
     return {k: stats([r[k] for r in runs]) for k in runs[0]}
 
 
-SCALE = int(os.environ.get("BENCH_SCALE", "20"))
+SCALE = int(os.environ.get("BENCH_SCALE", "30"))
 
 
 def mem_available_mib():
@@ -278,11 +289,13 @@ def mem_available_mib():
 
 def bench_scale(env, bundle):
     """SCALE sandboxes started one after another (all kept running): the time of each
-    `run -d` and the host memory they take, per sandbox, as the count grows."""
+    `run -d` and the host memory they take, per sandbox, as the count grows. With MANY of
+    them running, `state` and `list` are timed too (they read records only)."""
     quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = mem_available_mib()
     rows = []
     ids = []
+    state_t, list_t = [], []
     try:
         for i in range(SCALE):
             cid = "scale%02d" % i
@@ -293,32 +306,18 @@ def bench_scale(env, bundle):
             ids.append(cid)
             used = base - mem_available_mib()
             rows.append({"count": i + 1, "start_s": took, "host_mib_per_sandbox": used / (i + 1)})
+            if len(ids) == MANY:
+                for _ in range(N):
+                    t0 = time.monotonic()
+                    runtime(env, "state", ids[-1], stdout=subprocess.DEVNULL)
+                    state_t.append(time.monotonic() - t0)
+                    t0 = time.monotonic()
+                    runtime(env, "list", stdout=subprocess.DEVNULL)
+                    list_t.append(time.monotonic() - t0)
     finally:
         for cid in ids:
             runtime(env, "delete", "--force", cid, **quiet)
-    return rows
-
-
-def bench_many(env, bundle):
-    """state and list with MANY created containers (one VM each): they read records only."""
-    ids = ["m%02d" % i for i in range(MANY)]
-    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state_t, list_t = [], []
-    try:
-        for cid in ids:
-            if runtime(env, "create", "--bundle", bundle, cid, **quiet).returncode:
-                return [], []
-        for _ in range(N):
-            t0 = time.monotonic()
-            runtime(env, "state", ids[-1], stdout=subprocess.DEVNULL)
-            state_t.append(time.monotonic() - t0)
-            t0 = time.monotonic()
-            runtime(env, "list", stdout=subprocess.DEVNULL)
-            list_t.append(time.monotonic() - t0)
-    finally:
-        for cid in ids:
-            runtime(env, "delete", "--force", cid, **quiet)
-    return state_t, list_t
+    return rows, state_t, list_t
 
 
 RECEIVER = r"""
@@ -479,6 +478,135 @@ def bench_storage(env, work):
     return results
 
 
+TEMPLATE_VMS = int(os.environ.get("BENCH_TEMPLATE_VMS", "10"))
+
+
+def factory_env(work, name, section):
+    """A runtime environment of its own with a [factory] section."""
+    d = os.path.join(work, name)
+    os.makedirs(d, exist_ok=True)
+    env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
+           "log": os.path.join(d, "runtime.log")}
+    with open(env["config"], "w") as f:
+        f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n[factory]\n%s' % (d, d, section))
+    return env
+
+
+def factory_status(env):
+    r = runtime(env, "factory", "status", "--json", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def wait_cache_full(env, n, budget=600):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < budget:
+        st = factory_status(env)
+        if st and len(st["ready"]) >= n and not st["booting"]:
+            return st
+        time.sleep(0.2)
+    return None
+
+
+def pss_mib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def bench_runc_run(work, bundle):
+    """runc's `run` of `true` (create, start, wait, delete), the reference for kata's run."""
+    runc = shutil.which("runc")
+    if not runc:
+        return []
+    root = os.path.join(work, "runc-root")
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times = []
+    for i in range(N):
+        t0 = time.monotonic()
+        if subprocess.run([runc, "--root", root, "run", "--bundle", bundle, "runc-run%d" % i],
+                          timeout=60, **quiet).returncode == 0:
+            times.append(time.monotonic() - t0)
+    return times
+
+
+def bench_vm_cache(work, bundle):
+    """`run true` with a warm VM cache: each run takes a booted VM (the cache is full again
+    before each run, as on a host whose sandboxes do not all arrive at once)."""
+    env = factory_env(work, "cache", "vm_cache_number = 1\n")
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times = []
+    if runtime(env, "factory", "init", **quiet).returncode:
+        return times
+    try:
+        for i in range(N):
+            if not wait_cache_full(env, 1):
+                break
+            # A VM fresh in the cache is still loading its late modules (~0.6 s of guest CPU
+            # under TCG after its agent answers); a warm cache has idle VMs.
+            time.sleep(1.5)
+            t0 = time.monotonic()
+            if runtime(env, "run", "--bundle", bundle, "warm%d" % i, **quiet).returncode == 0:
+                times.append(time.monotonic() - t0)
+    finally:
+        runtime(env, "factory", "destroy", **quiet)
+    return times
+
+
+def cached_vms(work, name, section, n):
+    """Fills a cache of n VMs; returns (seconds to fill, status) with QEMU PSS per VM."""
+    env = factory_env(work, name, section)
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    try:
+        if runtime(env, "factory", "init", **quiet).returncode:
+            return None, None
+        st = wait_cache_full(env, n)
+        took = time.monotonic() - t0
+        if st:
+            time.sleep(2)
+            for vm in st["ready"]:
+                vm["pss_mib"] = pss_mib(vm["qemu_pid"])
+        return took, st
+    finally:
+        runtime(env, "factory", "destroy", **quiet)
+
+
+def bench_templating(work):
+    """TEMPLATE_VMS VMs booted normally vs started from a template: time to agent ready and
+    host memory (PSS, which splits the template's shared pages among the clones) per VM."""
+    out = {}
+    for key, section in (("boot", "vm_cache_number = %d\n" % TEMPLATE_VMS),
+                         ("template", "vm_cache_number = %d\nenable_template = true\n" % TEMPLATE_VMS)):
+        took, st = cached_vms(work, "tmpl-" + key, section, TEMPLATE_VMS)
+        if not st:
+            continue
+        vms = st["ready"]
+        out[key] = {"fill_s": took, "vms": len(vms),
+                    "start_s": stats([v["boot_ms"] / 1000 for v in vms]),
+                    "qemu_pss_mib": stats([v["pss_mib"] for v in vms if v["pss_mib"] is not None]),
+                    "template_s": (st.get("template_ms") or 0) / 1000 if key == "template" else None}
+    return out
+
+
+def bench_kernel_params(initrd):
+    """The floor with the stock console-only command line, with `quiet` added, and with the
+    runtime's full list: what the parameters buy."""
+    variants = [("console only", "console=ttyS0 panic=-1 reboot=k"),
+                ("+ quiet", "console=ttyS0 quiet panic=-1 reboot=k"),
+                ("runtime's list", KERNEL_PARAMS)]
+    out = {}
+    for label, params in variants:
+        xs = [t for t in (floor_once(initrd, params) for _ in range(N)) if t is not None]
+        if xs:
+            out[label] = stats(xs)
+    return out
+
+
 def bench_callers():
     """ctr run --rm true and podman run --rm true, kata-runtime vs runc (integration's
     caller-bench: its own containerd and podman roots)."""
@@ -554,13 +682,16 @@ def main():
 
     runc_exec = bench_runc_exec(work, sleeper)
     member_add, member_rss = bench_pod(env, work)
-    state20, list20 = bench_many(env, sleeper)
     net = bench_network(env, work)
     callers = bench_callers()
     storage = bench_storage(env, work)
     pod_memory = bench_pod_memory(env, work)
     boot_phases = bench_boot_phases(env, sleeper)
-    scale = bench_scale(env, sleeper)
+    scale, state20, list20 = bench_scale(env, sleeper)
+    runc_run = bench_runc_run(work, bundle)
+    warm = bench_vm_cache(work, bundle)
+    templating = bench_templating(work)
+    kernel_params = bench_kernel_params(initrd)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -579,12 +710,18 @@ def main():
                "storage": storage,
                "pod_memory": pod_memory,
                "boot_phases": boot_phases,
-               "scale": scale}
+               "scale": scale,
+               "runc_run_true_s": stats(runc_run) if runc_run else None,
+               "warm_cache_run_true_s": stats(warm) if warm else None,
+               "templating": templating,
+               "kernel_params_floor_s": kernel_params}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
                                  ("agent_ready_s", "QEMU start -> agent ready", True),
                                  ("run_true_s", "kata-runtime run true", True),
+                                 ("warm_cache_run_true_s", "run true, warm VM cache", True),
+                                 ("runc_run_true_s", "runc run true (reference)", False),
                                  ("exec_true_s", "kata-runtime exec true", False),
                                  ("state_s", "kata-runtime state (1 container)", False),
                                  ("list_s", "kata-runtime list (1 container)", False),
@@ -598,6 +735,13 @@ def main():
             print("%-34s %8.3fs %8.3fs %8.3fs %9s" % (label, s["median"], s["min"], s["max"], ratio))
         else:
             print("%-34s   (failed)" % label)
+    if results["runc_run_true_s"]:
+        rr = results["runc_run_true_s"]["median"]
+        for key, label in (("run_true_s", "run true: kata cold / runc"),
+                           ("warm_cache_run_true_s", "run true: kata warm cache / runc")):
+            if results[key]:
+                print("%-34s %8.1fx%s" % (label, results[key]["median"] / rr,
+                      "   (target: warm <= 0.3 s)" if "warm" in key else ""))
     if results["exec_true_s"] and runc_exec:
         print("%-34s %8.2fx   (target <= 5x)" % ("exec true: kata / runc",
               results["exec_true_s"]["median"] / results["runc_exec_true_s"]["median"]))
@@ -657,6 +801,18 @@ def main():
         print("%-34s %s" % ("scale: start time, MiB/sandbox",
                             "  ".join("%d: %.2fs %.0fMiB" % (r["count"], r["start_s"], r["host_mib_per_sandbox"])
                                       for r in marks)))
+    for key, label in (("boot", "%d VMs booted" % TEMPLATE_VMS), ("template", "%d VMs from a template" % TEMPLATE_VMS)):
+        t = templating.get(key)
+        if not t:
+            print("%-34s   (failed)" % label)
+            continue
+        extra = ", template made in %.2fs" % t["template_s"] if t.get("template_s") else ""
+        print("%-34s start %.2fs (min %.2f, max %.2f), QEMU PSS %.0f MiB/VM (min %.0f, max %.0f), all %d in %.1fs%s" % (
+            label, t["start_s"]["median"], t["start_s"]["min"], t["start_s"]["max"],
+            t["qemu_pss_mib"]["median"], t["qemu_pss_mib"]["min"], t["qemu_pss_mib"]["max"],
+            t["vms"], t["fill_s"], extra))
+    for label, st in kernel_params.items():
+        print("%-34s %8.3fs %8.3fs %8.3fs" % ("floor, kernel args: " + label, st["median"], st["min"], st["max"]))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)
