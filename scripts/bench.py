@@ -265,6 +265,8 @@ def bench_boot_phases(env, bundle):
         cid = "boot%d" % i
         if runtime(env, "run", "-d", "--bundle", bundle, cid, **quiet).returncode:
             continue
+        # The late modules finish ~0.5 s after the agent serves: let their line arrive.
+        time.sleep(1.5)
         r = runtime(env, "logs", "--json", cid, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         entries = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
         phases = boot_phases_of(entries)

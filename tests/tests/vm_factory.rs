@@ -157,3 +157,74 @@ fn vm_factory_template_clones() {
     assert!(!template.exists(), "template left behind");
     env.assert_clean();
 }
+
+/// Gone: no such process, or a zombie nobody reaps (its parent died).
+fn gone(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        })
+        .unwrap_or(true)
+}
+
+fn wait_gone(pid: i64, what: &str) {
+    let t0 = Instant::now();
+    while !gone(pid) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{what} (pid {pid}) still runs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn vm_factory_faults() {
+    let env = Env::new();
+    with_factory(&env, "vm_cache_number = 1\n");
+    let out = env.run(&["factory", "init"], b"", T);
+    assert_eq!(out.code(), 0, "init: {}", out.stderr);
+
+    // A sandbox on a cached VM whose records are corrupt: `delete --force` finds its QEMU and
+    // proxy by the folders they were booted in (named in the sandbox's VM folder).
+    let s = wait_ready(&env, 1);
+    let cached_qemu = s["ready"][0]["qemu_pid"].as_i64().unwrap();
+    let b = env.bundle("c1", &["sleep", "1000"]);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "c1"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
+    for file in ["container.json", "sandbox.json"] {
+        std::fs::write(env.root.join("c1").join(file), b"{\"trunc").unwrap();
+    }
+    let out = env.run(&["delete", "--force", "c1"], b"", T);
+    assert_eq!(out.code(), 0, "delete --force: {}", out.stderr);
+    wait_gone(cached_qemu, "the corrupt sandbox's QEMU");
+
+    // The daemon killed: its cached VM stays behind, `create` boots instead, and
+    // `factory destroy` stops what the dead daemon left.
+    let s = wait_ready(&env, 1);
+    let (daemon, cached_qemu) = (
+        s["pid"].as_i64().unwrap(),
+        s["ready"][0]["qemu_pid"].as_i64().unwrap(),
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status();
+    wait_gone(daemon, "the daemon");
+    assert!(!gone(cached_qemu), "the cached VM died with the daemon");
+    run_uname(&env, "c2");
+    assert!(status(&env).is_none(), "a dead daemon answers");
+    let out = env.run(&["factory", "destroy"], b"", T);
+    assert_eq!(out.code(), 0, "destroy: {}", out.stderr);
+    assert!(
+        out.stdout_str().contains("no daemon"),
+        "{}",
+        out.stdout_str()
+    );
+    wait_gone(cached_qemu, "the dead daemon's cached QEMU");
+    env.assert_clean();
+}

@@ -469,6 +469,49 @@ mod tests {
     }
 
     #[test]
+    fn template_and_clone_memory_and_incoming() {
+        let with_role = |role| {
+            let mut c = cfg();
+            c.templating = Some(crate::Templating {
+                role,
+                dir: PathBuf::from("/run/t"),
+            });
+            qemu_args(&c, Accel::Tcg).unwrap()
+        };
+        let mem = |share: &str| {
+            s(&[
+                "-object",
+                &format!("memory-backend-file,id=mem,size=256M,mem-path=/run/t/memory,share={share}"),
+                "-numa",
+                "node,memdev=mem",
+            ])
+        };
+        let template = with_role(crate::TemplateRole::Template);
+        let mut want = s(HEAD_TCG);
+        want.extend(mem("on"));
+        want.extend(s(COMMON));
+        assert_eq!(template[..want.len()], want[..]);
+        assert!(!template.contains(&"-incoming".to_string()));
+        let clone = with_role(crate::TemplateRole::Clone);
+        let mut want = s(HEAD_TCG);
+        want.extend(mem("off"));
+        want.extend(s(&["-incoming", "defer"]));
+        want.extend(s(COMMON));
+        assert_eq!(clone[..want.len()], want[..]);
+        // virtio-fs cannot be migrated: refused before QEMU runs.
+        let mut c = cfg();
+        c.shared_fs = SharedFs::virtio_fs();
+        c.templating = Some(crate::Templating {
+            role: crate::TemplateRole::Clone,
+            dir: PathBuf::from("/run/t"),
+        });
+        assert!(matches!(
+            c.validate(),
+            Err(crate::ConfigError::TemplateWithSharedMemory { .. })
+        ));
+    }
+
+    #[test]
     fn nics_of_every_backend() {
         let mut c = cfg();
         c.vhost_net = true;

@@ -298,3 +298,48 @@ pub fn destroy(rt: &Runtime) -> Result<bool> {
     let _ = std::fs::remove_dir_all(rt.config.factory_dir());
     Ok(running.is_some())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_ignores_what_names_a_vm_and_keeps_its_shape() {
+        let a = VmConfig::new("a", "/v/a", "/k", "/s/a");
+        let mut b = VmConfig::new("b", "/v/b", "/k", "/s/b");
+        b.netns = Some("/var/run/netns/x".into());
+        b.vhost_net = true;
+        b.probe_cache_dir = Some("/v".into());
+        assert_eq!(cache_key(&a), cache_key(&b));
+        b.memory_mib += 64;
+        assert_ne!(cache_key(&a), cache_key(&b));
+        let mut c = VmConfig::new("c", "/v/c", "/other-kernel", "/s/c");
+        assert_ne!(cache_key(&a), cache_key(&c));
+        c.kernel = "/k".into();
+        c.kernel_params = vec!["debug".into()];
+        assert_ne!(cache_key(&a), cache_key(&c));
+    }
+
+    #[test]
+    fn origin_dirs_of_a_booted_and_an_adopted_vm() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(origin_dirs(dir.path()).is_empty());
+        let o = Origin {
+            factory_vm_dir: "/v/.factory/vms/c1".into(),
+            shared_dir: "/s/.factory/c1".into(),
+        };
+        std::fs::write(
+            dir.path().join(ORIGIN_FILE),
+            serde_json::to_vec(&o).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            origin_dirs(dir.path()),
+            vec![
+                PathBuf::from("/v/.factory/vms/c1"),
+                PathBuf::from("/s/.factory/c1")
+            ]
+        );
+    }
+}
