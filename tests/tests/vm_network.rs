@@ -260,7 +260,8 @@ fn container_on_the_pod_network(model: &str, subnet: u8, from_cache: bool) {
         let out = env.run(&["factory", "init"], b"", T);
         assert_eq!(out.code(), 0, "factory init: {}", out.stderr);
     }
-    let net = PodNet::new(model, subnet);
+    // Namespace names must differ from a parallel test's of the same model.
+    let net = PodNet::new(if from_cache { "cached" } else { model }, subnet);
     // A static neighbour entry, as some CNI plugins add: the guest gets it too.
     let neighbour = format!("10.201.{subnet}.99");
     ip(&[
