@@ -802,7 +802,7 @@ def main():
         print("%-34s %s" % (key, "  ".join(cells)))
     for size in ("1", "4", "1-virtio-fs"):
         pod = pod_memory.get(size)
-        label = "pod of %s: host memory" % size.replace("-", ", ")
+        label = "pod of %s: host memory" % {"1-virtio-fs": "1 (virtio-fs)"}.get(size, size)
         if not pod:
             print("%-34s   (failed)" % label)
             continue
