@@ -150,15 +150,25 @@ impl Env {
                 Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
             })
             .collect();
-        let sockets: Vec<String> = std::fs::read_to_string("/proc/net/unix")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let (inode, path) = (f.get(6)?, f.get(7)?);
-                (path.starts_with(&me) && !own.contains(*inode)).then(|| path.to_string())
-            })
-            .collect();
+        let bound = || -> Vec<String> {
+            std::fs::read_to_string("/proc/net/unix")
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let (inode, path) = (f.get(6)?, f.get(7)?);
+                    (path.starts_with(&me) && !own.contains(*inode)).then(|| path.to_string())
+                })
+                .collect()
+        };
+        // A SIGKILLed multi-threaded process (QEMU) shows as a zombie as soon as its main
+        // thread is done, while its other threads still hold the descriptors for a moment.
+        let mut sockets = bound();
+        let socket_deadline = Instant::now() + Duration::from_secs(10);
+        while !sockets.is_empty() && Instant::now() < socket_deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            sockets = bound();
+        }
         assert!(sockets.is_empty(), "unix sockets still bound: {sockets:?}");
         for sub in ["root", "vm", "shared"] {
             let d = self.path().join(sub);
