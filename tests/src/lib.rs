@@ -184,6 +184,11 @@ impl Drop for Env {
     /// A failing test must not leave VMs behind for the next one: force-delete whatever is
     /// still in this env's root, then kill and unmount anything left of its sandboxes.
     fn drop(&mut self) {
+        let _ = run_cmd(
+            self.cmd(&["factory", "destroy"]),
+            b"",
+            Duration::from_secs(120),
+        );
         let out = run_cmd(self.cmd(&["list", "-q"]), b"", Duration::from_secs(30));
         for id in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = run_cmd(
@@ -231,7 +236,9 @@ pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) && !cmdline.contains("kata-runtime") {
+        // A runtime call in flight is not a leftover; a factory daemon is.
+        let runtime_call = cmdline.contains("kata-runtime") && !cmdline.contains("factory serve");
+        if cmdline.contains(needle) && !runtime_call {
             out.push((pid, cmdline));
         }
     }
