@@ -53,18 +53,7 @@ pub fn plug(
         return Err(bad(dev, format!("bad id {:?}", dev.id)));
     }
     let mut device = match &dev.backend {
-        NetBackend::Tap { .. } if opened_tap.is_some() => {
-            let fd_name = format!("fd-{}", dev.id);
-            if let Some(tap) = opened_tap {
-                qmp.pass_fd(&fd_name, tap.as_fd())?;
-            }
-            qmp.execute(
-                "netdev_add",
-                Some(json!({ "type": "tap", "id": dev.id, "fd": fd_name, "vhost": vhost })),
-            )?;
-            virtio_net(dev)?
-        }
-        NetBackend::Tap { ifname } => {
+        NetBackend::Tap { ifname } if opened_tap.is_none() => {
             qmp.execute(
                 "netdev_add",
                 Some(json!({
@@ -74,16 +63,25 @@ pub fn plug(
             )?;
             virtio_net(dev)?
         }
-        NetBackend::Macvtap { device } => {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(device)
-                .map_err(|source| NicError::Open {
-                    id: dev.id.clone(),
-                    device: device.display().to_string(),
-                    source,
-                })?;
+        // A tap by descriptor: the one the caller opened, or the macvtap device opened here.
+        NetBackend::Tap { .. } | NetBackend::Macvtap { .. } => {
+            let opened_here = match (&dev.backend, opened_tap) {
+                (NetBackend::Macvtap { device }, _) => Some(
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(device)
+                        .map_err(|source| NicError::Open {
+                            id: dev.id.clone(),
+                            device: device.display().to_string(),
+                            source,
+                        })?,
+                ),
+                _ => None,
+            };
+            let Some(file) = opened_here.as_ref().or(opened_tap) else {
+                return Err(bad(dev, "no tap descriptor"));
+            };
             let fd_name = format!("fd-{}", dev.id);
             qmp.pass_fd(&fd_name, file.as_fd())?;
             qmp.execute(

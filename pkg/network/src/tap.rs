@@ -33,6 +33,14 @@ pub enum TapError {
 /// queue with virtio-net headers, the way QEMU opens it by name: for a QEMU that runs in
 /// another namespace (a VM from the factory's cache), which is handed the descriptor.
 pub fn open_queue(name: &str) -> Result<std::fs::File, TapError> {
+    attach(name, libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR).map_err(|e| match e {
+        TapError::Create { name, source } => TapError::Attach { name, source },
+        other => other,
+    })
+}
+
+/// `/dev/net/tun` attached (TUNSETIFF) to tap `name` with `flags`, creating it if missing.
+fn attach(name: &str, flags: libc::c_int) -> Result<std::fs::File, TapError> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(TapError::Name(name.to_string()));
     }
@@ -46,11 +54,10 @@ pub fn open_queue(name: &str) -> Result<std::fs::File, TapError> {
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_flags =
-        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and updates the ifreq, which outlives the call.
     if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) } < 0 {
-        return Err(TapError::Attach {
+        return Err(TapError::Create {
             name: name.to_string(),
             source: io::Error::last_os_error(),
         });
@@ -61,27 +68,7 @@ pub fn open_queue(name: &str) -> Result<std::fs::File, TapError> {
 /// Creates the persistent tap `name` (`IFF_TAP | IFF_NO_PI`) in the current thread's network
 /// namespace. Fails with `EBUSY`-like errors if the name is taken by a non-tap device.
 pub fn create_persistent(name: &str) -> Result<(), TapError> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(TapError::Name(name.to_string()));
-    }
-    let tun = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .map_err(TapError::Open)?;
-    // SAFETY: an all-zero ifreq is valid; the name fits with its NUL (checked above).
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads and updates the ifreq, which outlives the call.
-    if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) } < 0 {
-        return Err(TapError::Create {
-            name: name.to_string(),
-            source: io::Error::last_os_error(),
-        });
-    }
+    let tun = attach(name, libc::IFF_TAP | libc::IFF_NO_PI)?;
     // SAFETY: TUNSETPERSIST takes an integer argument.
     if unsafe {
         libc::ioctl(

@@ -84,20 +84,10 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     // The VM folder (sockets: QMP, agent channel, proxy; logs) is the owner's alone. The
     // shared folder is the guest's view of the rootfs: a container in a user namespace (a
     // non-root uid in the guest) must be able to pass through it, though not list it.
-    for (dir, mode) in [(&vm_dir, 0o700), (&shared_dir, 0o711)] {
-        // Leftovers of a crashed earlier sandbox with this id: the state folder we just
-        // claimed did not exist, so nothing owns them.
-        if dir.exists() {
-            share::unmount_tree(dir);
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        crate::make_dir(dir, mode)?;
-        let d = dir.clone();
-        undo.push("remove sandbox folder", move || {
-            share::unmount_tree(&d);
-            let _ = std::fs::remove_dir_all(&d);
-        });
-    }
+    // Leftovers of a crashed earlier sandbox with this id: the state folder we just claimed
+    // did not exist, so nothing owns them.
+    share::fresh_dir(&vm_dir, 0o700, &mut undo)?;
+    share::fresh_dir(&shared_dir, 0o711, &mut undo)?;
 
     share::prepare_shared_dir(&shared_dir)?;
     let debug = rt.debug();

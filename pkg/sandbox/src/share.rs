@@ -100,6 +100,22 @@ pub fn prepare_shared_dir(dir: &Path) -> Result<()> {
     .map_err(err)
 }
 
+/// Makes `dir` anew, empty, with exactly `mode` (whatever an earlier owner left there is
+/// unmounted and removed); `undo` removes it again.
+pub(crate) fn fresh_dir(dir: &Path, mode: u32, undo: &mut crate::rollback::Rollback) -> Result<()> {
+    if dir.exists() {
+        unmount_tree(dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    crate::make_dir(dir, mode)?;
+    let d = dir.to_path_buf();
+    undo.push("remove sandbox folder", move || {
+        unmount_tree(&d);
+        let _ = std::fs::remove_dir_all(&d);
+    });
+    Ok(())
+}
+
 /// Detaches every mount at or below `dir`, deepest first.
 pub fn unmount_tree(dir: &Path) {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {

@@ -29,16 +29,8 @@ pub(crate) fn shared_root(rt: &Runtime) -> PathBuf {
 fn make_folders(rt: &Runtime, name: &str, undo: &mut Rollback) -> Result<(PathBuf, PathBuf)> {
     let vm_dir = vms_dir(rt).join(name);
     let shared_dir = shared_root(rt).join(name);
-    for (dir, mode) in [(&vm_dir, 0o700), (&shared_dir, 0o711)] {
-        share::unmount_tree(dir);
-        let _ = std::fs::remove_dir_all(dir);
-        crate::make_dir(dir, mode)?;
-        let d = dir.clone();
-        undo.push("remove cached VM folder", move || {
-            share::unmount_tree(&d);
-            let _ = std::fs::remove_dir_all(&d);
-        });
-    }
+    share::fresh_dir(&vm_dir, 0o700, undo)?;
+    share::fresh_dir(&shared_dir, 0o711, undo)?;
     share::prepare_shared_dir(&shared_dir)?;
     Ok((vm_dir, shared_dir))
 }
