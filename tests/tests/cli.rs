@@ -200,4 +200,25 @@ fn kata_check_and_kata_env() {
             .starts_with("kata-shim "),
         "{v}"
     );
+    // kata-env reports the accelerator VMs will use, the same as kata-check's, with the
+    // reason; `host.kvm` is whether that is KVM, not whether /dev/kvm exists (issue 17, 14).
+    let used = v["hypervisor"]["accelerator_used"].as_str().unwrap_or_default();
+    assert!(
+        accel.contains(&format!(": {used}")) && !used.is_empty(),
+        "kata-env {used:?} vs kata-check {accel:?}"
+    );
+    assert!(
+        !v["hypervisor"]["accelerator_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{v}"
+    );
+    assert_eq!(v["host"]["kvm"], used == "kvm", "{v}");
+    let out = env.run(&["kata-env"], b"", Duration::from_secs(60));
+    let text = out.stdout_str();
+    assert!(
+        text.contains(&format!("accelerator_used = \"{used}\"")),
+        "{text}"
+    );
 }

@@ -169,6 +169,9 @@ pub struct RuntimeSection {
     /// How the pod's interfaces reach the VM: `tcfilter` (default), `macvtap`, `bridged` or
     /// `none` (Kata 1.x's names).
     pub internetworking_model: String,
+    /// A physical PCI NIC in the pod's namespace is unbound from its host driver and passed to
+    /// the VM with VFIO. Off: such a pod is refused (the host keeps its NIC).
+    pub physical_nic_passthrough: bool,
 }
 
 /// Kata 1.x's VM factory: a daemon (`kata-runtime factory init`) that keeps pre-booted VMs
@@ -217,6 +220,7 @@ impl Default for RuntimeSection {
             vm_dir: "/run/vc/vm".into(),
             shared_dir: "/run/kata-containers/shared/sandboxes".into(),
             internetworking_model: "tcfilter".into(),
+            physical_nic_passthrough: false,
         }
     }
 }
@@ -444,7 +448,7 @@ mod tests {
         );
         assert_eq!(
             err("[runtime]\n\"a\\nb\" = 1\n"),
-            "configuration file /etc/x.toml line 2: [runtime] \"a\\nb\": unknown key (expected one of: enable_debug, sandbox_stop_timeout, vm_dir, shared_dir, internetworking_model)"
+            "configuration file /etc/x.toml line 2: [runtime] \"a\\nb\": unknown key (expected one of: enable_debug, sandbox_stop_timeout, vm_dir, shared_dir, internetworking_model, physical_nic_passthrough)"
         );
         // Unknown sections.
         assert_eq!(

@@ -609,6 +609,35 @@ impl Containers {
         }
     }
 
+    /// The pid of the container's init (empty exec id or the container's id) or of an exec.
+    pub fn pid_of(&self, id: &str, exec_id: &str) -> Result<i32, Error> {
+        Ok(self.process(id, exec_id)?.pid)
+    }
+
+    /// SIGKILL to process `pid` of the container and everything below it; for the container's
+    /// init, to every process of the container (what `kill --all` reaches).
+    pub fn kill_tree(&self, id: &str, exec_id: &str, pid: i32) {
+        let mut pids = crate::lease::descendants(pid);
+        if exec_id.is_empty() || exec_id == id {
+            pids.extend(self.all_pids(id, pid));
+        }
+        crate::lease::kill_all(&pids);
+    }
+
+    /// Drops an exec's record once it was killed without anyone left to wait for it.
+    pub fn forget_exec(&self, id: &str, exec_id: &str, reaper: &Reaper) {
+        if exec_id.is_empty() || exec_id == id {
+            return;
+        }
+        let Ok(c) = self.get(id) else { return };
+        let Ok(mut execs) = c.execs.lock() else {
+            return;
+        };
+        if let Some(p) = execs.remove(exec_id) {
+            reaper.forget(p.pid);
+        }
+    }
+
     pub fn ids(&self) -> Vec<String> {
         self.table
             .lock()

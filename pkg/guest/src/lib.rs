@@ -11,6 +11,7 @@ pub mod exec;
 pub mod fdpass;
 pub mod hotplug;
 pub mod init;
+pub mod lease;
 pub mod mounts;
 pub mod namespaces;
 pub mod net;

@@ -1,6 +1,7 @@
 //! The ttrpc services: AgentService and Health, mapped onto `Containers`.
 
 use crate::container::{self, Containers};
+use crate::lease::{Holder, Leases};
 use crate::reaper::Reaper;
 use crate::storage;
 use protocols::agent::*;
@@ -15,8 +16,10 @@ use std::time::Duration;
 use ttrpc::{Code, TtrpcContext};
 
 pub struct Agent {
-    pub containers: Containers,
+    pub containers: Arc<Containers>,
     pub reaper: Arc<Reaper>,
+    /// Processes tied to the host connections of their shims.
+    leases: Leases,
     sandbox_mounts: Mutex<Vec<PathBuf>>,
     /// From CreateSandbox: the container with this id is the pod's sandbox container.
     sandbox_id: Mutex<String>,
@@ -24,8 +27,10 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(reaper: Arc<Reaper>) -> Self {
+        let containers = Arc::new(Containers::default());
         Agent {
-            containers: Containers::default(),
+            leases: Leases::new(containers.clone(), reaper.clone()),
+            containers,
             reaper,
             sandbox_mounts: Mutex::new(Vec::new()),
             sandbox_id: Mutex::new(String::new()),
@@ -204,7 +209,9 @@ impl AgentService for Agent {
         Ok(Empty::new())
     }
 
-    fn wait_process(&self, _: &TtrpcContext, req: WaitProcessRequest) -> R<WaitProcessResponse> {
+    fn wait_process(&self, ctx: &TtrpcContext, req: WaitProcessRequest) -> R<WaitProcessResponse> {
+        self.leases
+            .hold(ctx, &req.container_id, &req.exec_id, Holder::Wait);
         let code = self
             .containers
             .wait(&req.container_id, &req.exec_id, &self.reaper)
@@ -224,11 +231,15 @@ impl AgentService for Agent {
         Ok(resp)
     }
 
-    fn read_stdout(&self, _: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+    fn read_stdout(&self, ctx: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+        self.leases
+            .hold(ctx, &req.container_id, &req.exec_id, Holder::Stdout);
         self.read(req, false)
     }
 
-    fn read_stderr(&self, _: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+    fn read_stderr(&self, ctx: &TtrpcContext, req: ReadStreamRequest) -> R<ReadStreamResponse> {
+        self.leases
+            .hold(ctx, &req.container_id, &req.exec_id, Holder::Stderr);
         self.read(req, true)
     }
 

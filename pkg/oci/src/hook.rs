@@ -26,6 +26,34 @@ pub enum HookError {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Writes the state to the hook's stdin on a thread of its own, with SIGPIPE blocked there: a
+/// hook that exits without reading it (or never reads it) must neither kill the caller (whose
+/// SIGPIPE may be the default action, as in kata-runtime) nor block it past the timeout. A
+/// SIGPIPE raised by that write is directed at the writing thread and dropped with it.
+fn feed_state(mut stdin: std::process::ChildStdin, state: &[u8]) {
+    let state = state.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("hook-stdin".into())
+        .spawn(move || {
+            let mut pipe_only = nix::sys::signal::SigSet::empty();
+            pipe_only.add(nix::sys::signal::Signal::SIGPIPE);
+            if nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&pipe_only),
+                None,
+            )
+            .is_err()
+            {
+                return;
+            }
+            // A hook that does not read its stdin is fine.
+            let _ = stdin.write_all(&state);
+        });
+    if let Err(e) = spawned {
+        log::warn!("hook: cannot start the thread that writes its state: {e}");
+    }
+}
+
 pub fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let args = hook.args().clone().unwrap_or_default();
@@ -48,9 +76,8 @@ pub fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), HookError> {
         path: path.clone(),
         source,
     })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine.
-        let _ = stdin.write_all(state);
+    if let Some(stdin) = child.stdin.take() {
+        feed_state(stdin, state);
     }
     let timeout = hook
         .timeout()

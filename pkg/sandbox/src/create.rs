@@ -58,8 +58,11 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         )));
     }
     if let ContainerType::PodContainer { sandbox_id } = kind {
+        // A member's namespace paths name its sandbox's (they become the guest's shared ones).
         return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
     }
+    crate::namespaces::check_paths(&bundle.spec)?;
+    crate::namespaces::refuse_host_namespaces(&bundle.spec)?;
     // Resolve every path before anything is created: a missing piece is reported up front.
     let netns_plan = crate::network::plan(&bundle.spec)?;
     let net_model = crate::network::model(&rt.config.runtime.internetworking_model)?;
@@ -92,7 +95,13 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     share::prepare_shared_dir(&shared_dir)?;
     let debug = rt.debug();
     let mut vm = vm_config(rt, sandbox_id, &vm_dir, &shared_dir)?;
-    let net = crate::network::setup(&netns_plan, net_model, &vm_dir, &mut undo)?;
+    let net = crate::network::setup(
+        &netns_plan,
+        net_model,
+        crate::network::PhysicalNics::from_config(&rt.config),
+        &vm_dir,
+        &mut undo,
+    )?;
     let shared_storage = shared_fs_storage(&vm.shared_fs);
     // A VM from the factory's cache when one fits (same VM settings, NICs it can hot-plug);
     // otherwise this sandbox boots its own.

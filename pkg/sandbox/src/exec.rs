@@ -57,7 +57,11 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
         return Err(Error::BadState {
             id: id.into(),
             status,
-            action: "cannot exec in a container that is not running",
+            // runc's words.
+            action: match status {
+                Status::Paused => "cannot exec in a paused container",
+                _ => "cannot exec in a stopped container",
+            },
         });
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {

@@ -30,13 +30,22 @@ fn select(hooks: &Hooks, stage: Stage) -> Vec<Hook> {
     }
 }
 
-/// Runs the stage's hooks in order; the first failure stops them and is returned.
+/// Runs the stage's hooks in order. Before the container runs (createRuntime and the rest),
+/// the first failure stops them and is returned: create fails. Poststart and poststop hooks
+/// cannot undo anything (the spec: "log a warning; the remaining hooks and lifecycle
+/// continue"): each failure is logged as a warning and the next hook runs.
 pub fn run(hooks: Option<&Hooks>, stage: Stage, state: &OciState) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
     let state_json =
         serde_json::to_vec(state).map_err(|e| Error::Unsupported(format!("hook state: {e}")))?;
     for hook in select(hooks, stage) {
-        run_one(&hook, stage, &state_json)?;
+        match (run_one(&hook, stage, &state_json), stage) {
+            (Ok(()), _) => {}
+            (Err(e), Stage::CreateRuntime) => return Err(e),
+            (Err(e), Stage::Poststart | Stage::Poststop) => {
+                log::warn!("container {}: {e} (ignored: the container goes on)", state.id)
+            }
+        }
     }
     Ok(())
 }

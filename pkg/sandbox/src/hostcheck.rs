@@ -142,17 +142,7 @@ pub fn host_checks(rt: &Runtime) -> Vec<Check> {
             Err(e) => check(name, Verdict::Fail, e.to_string()),
         });
     }
-    let (accel, reason) = match q.accelerator.as_str() {
-        "kvm" => (
-            hypervisor::Accel::Kvm,
-            "set in the configuration".to_string(),
-        ),
-        "tcg" => (
-            hypervisor::Accel::Tcg,
-            "set in the configuration".to_string(),
-        ),
-        _ => hypervisor::choose_accel(&rt.config.runtime.vm_dir),
-    };
+    let (accel, reason) = accelerator(rt);
     out.push(match accel {
         hypervisor::Accel::Kvm => check("accelerator", Verdict::Pass, format!("kvm: {reason}")),
         _ => check(
@@ -212,4 +202,20 @@ pub fn host_checks(rt: &Runtime) -> Vec<Check> {
         },
     );
     out
+}
+
+/// The accelerator the next VM will use and why: the configuration's choice, else the timed
+/// KVM probe (cached per host boot), as `create` decides it.
+pub fn accelerator(rt: &Runtime) -> (hypervisor::Accel, String) {
+    match rt.config.hypervisor.qemu.accelerator.as_str() {
+        "kvm" => (
+            hypervisor::Accel::Kvm,
+            "set in the configuration".to_string(),
+        ),
+        "tcg" => (
+            hypervisor::Accel::Tcg,
+            "set in the configuration".to_string(),
+        ),
+        _ => hypervisor::choose_accel(&rt.config.runtime.vm_dir),
+    }
 }

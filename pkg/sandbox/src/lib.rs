@@ -14,6 +14,7 @@ pub mod hostcheck;
 mod lifecycle;
 mod logs;
 mod member;
+mod namespaces;
 mod netcmd;
 mod network;
 mod overhead;

@@ -89,10 +89,14 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     let (mut rec, sb) = load(rt, id)?;
     let status = effective_status(&rec);
     if status != Status::Created {
+        // runc's words: callers match on them.
         return Err(Error::BadState {
             id: id.into(),
             status,
-            action: "only a created container can be started",
+            action: match status {
+                Status::Stopped => "cannot start a container that has stopped",
+                _ => "cannot start an already running container",
+            },
         });
     }
     let mut req = msg::StartContainerRequest::new();
@@ -101,6 +105,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     rec.status = Status::Running;
     rt.store.save_container(&rec)?;
     if let Some(hooks) = bundle_hooks(&rec) {
+        // Failures are warnings (hooks::run): the container is running.
         crate::hooks::run(
             Some(&hooks),
             crate::hooks::Stage::Poststart,
@@ -122,7 +127,8 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<()> {
         return Err(Error::BadState {
             id: id.into(),
             status,
-            action: "cannot signal a container that is not running",
+            // runc's words: containerd ignores a kill error only when it says so.
+            action: "container not running",
         });
     }
     if status == Status::Stopped {
@@ -320,18 +326,11 @@ pub fn set_paused(rt: &Runtime, id: &str, frozen: bool) -> Result<()> {
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Exclusive)?;
     let (mut rec, sb) = load(rt, id)?;
     let status = effective_status(&rec);
+    // runc's words for both refusals.
     let (from, to, action) = if frozen {
-        (
-            Status::Running,
-            Status::Paused,
-            "only a running container can be paused",
-        )
+        (Status::Running, Status::Paused, "container not running")
     } else {
-        (
-            Status::Paused,
-            Status::Running,
-            "only a paused container can be resumed",
-        )
+        (Status::Paused, Status::Running, "container not paused")
     };
     if status != from {
         return Err(Error::BadState {

@@ -207,7 +207,13 @@ pub fn add_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
         .unwrap_or_else(|| "net0".into());
 
     let mut undo = Rollback::new();
-    let mut ep = net::attach(&netns, endpoint, netw.model, dev_id)?;
+    let mut ep = net::attach(
+        &netns,
+        endpoint,
+        netw.model,
+        net::PhysicalNics::from_config(&rt.config),
+        dev_id,
+    )?;
     {
         let (ns, e) = (netns.clone(), ep.clone());
         undo.push("disconnect interface", move || net::detach(&ns, &e));

@@ -4,7 +4,11 @@
 //!
 //! - The spec names the namespace (`linux.namespaces` entry `network` with a `path`).
 //! - An entry without a path: a fresh, empty namespace is made for the VM (no NIC).
-//! - No entry: host networking, which a VM cannot share; refused.
+//! - No entry, or the host's own namespace by any path: host networking, which a VM cannot
+//!   share; refused (`crate::namespaces`).
+//! - A physical PCI NIC in the pod's namespace is passed to the VM with VFIO (unbound from its
+//!   host driver) only when `[runtime] physical_nic_passthrough = true`, and never from the
+//!   host's namespace.
 //!
 //! What connecting changed is kept in the sandbox record ([`SandboxNetwork`]) and undone
 //! on delete, so the caller's namespace is left as it was found.
@@ -119,6 +123,7 @@ pub(crate) fn model(name: &str) -> Result<Model> {
 pub(crate) fn setup(
     plan: &NetnsPlan,
     model: Model,
+    physical: PhysicalNics,
     vm_dir: &Path,
     undo: &mut Rollback,
 ) -> Result<SandboxNetwork> {
@@ -154,7 +159,7 @@ pub(crate) fn setup(
     }
     let found = network::scan(&path).map_err(net_err)?;
     for (i, endpoint) in found.iter().enumerate() {
-        let ep = attach(&path, endpoint, model, format!("net{i}"))?;
+        let ep = attach(&path, endpoint, model, physical, format!("net{i}"))?;
         let undo_ep = ep.clone();
         let undo_ns = path.clone();
         undo.push("disconnect interface", move || detach(&undo_ns, &undo_ep));
@@ -187,11 +192,30 @@ pub(crate) fn recorded_progress(vm_dir: &Path) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// What may happen to a physical PCI NIC found in the pod's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhysicalNics {
+    /// Refused: passing it means unbinding it from its host driver.
+    Refuse,
+    /// Unbound from its driver, bound to vfio-pci and passed to the VM (Kata 1.x's way).
+    PassThrough,
+}
+
+impl PhysicalNics {
+    pub(crate) fn from_config(config: &config::Config) -> Self {
+        match config.runtime.physical_nic_passthrough {
+            true => PhysicalNics::PassThrough,
+            false => PhysicalNics::Refuse,
+        }
+    }
+}
+
 /// Connects one interface of the namespace at `netns`, as guest NIC `id`.
 pub(crate) fn attach(
     netns: &Path,
     endpoint: &network::Endpoint,
     model: Model,
+    physical: PhysicalNics,
     id: String,
 ) -> Result<NetEndpoint> {
     let interface = conv::endpoint_interface(endpoint);
@@ -205,6 +229,24 @@ pub(crate) fn attach(
             Attachment::VhostUser { socket },
         )
     } else if let LinkKind::Physical { pci_address, .. } = &endpoint.kind {
+        // Never a NIC of the host's own namespace, whatever the configuration says.
+        if crate::namespaces::is_host_namespace(netns, "net") {
+            return Err(Error::Network(format!(
+                "{} is the host's own network namespace: its NIC {} ({pci_address}) stays with \
+                 the host",
+                netns.display(),
+                endpoint.name
+            )));
+        }
+        if physical == PhysicalNics::Refuse {
+            return Err(Error::Network(format!(
+                "interface {} in {} is a physical PCI NIC ({pci_address}): passing it to the VM \
+                 unbinds it from its host driver; set [runtime] physical_nic_passthrough = true \
+                 to allow that",
+                endpoint.name,
+                netns.display()
+            )));
+        }
         let binding = network::vfio::bind(Path::new("/sys"), pci_address).map_err(net_err)?;
         (
             NetBackend::Vfio {
@@ -409,6 +451,7 @@ mod tests {
             plan(&given).unwrap(),
             NetnsPlan::Given("/proc/self/ns/net".into())
         );
+        // (create refuses the host's namespace before planning: crate::namespaces.)
         let missing =
             spec(serde_json::json!([{"type": "network", "path": "/var/run/netns/nope-x"}]));
         let e = plan(&missing).unwrap_err().to_string();
@@ -416,6 +459,45 @@ mod tests {
         let host = spec(serde_json::json!([{"type": "pid"}]));
         let e = plan(&host).unwrap_err().to_string();
         assert!(e.contains("host networking"), "{e}");
+    }
+
+    fn physical_nic() -> network::Endpoint {
+        serde_json::from_value(serde_json::json!({
+            "name": "eth0", "index": 2, "mac": "02:00:00:00:00:01", "mtu": 1500,
+            "addresses": [], "routes": [],
+            "kind": {"type": "physical", "pci_address": "0000:3b:00.1", "driver": "ixgbevf"}
+        }))
+        .unwrap()
+    }
+
+    /// Nothing is unbound from its host driver without the configuration's consent, and never
+    /// from the host's namespace (these return before any sysfs write).
+    #[test]
+    fn physical_nics_need_consent_and_never_come_from_the_host() {
+        let ep = physical_nic();
+        let e = attach(
+            Path::new("/nonexistent/pod-netns"),
+            &ep,
+            Model::TcFilter,
+            PhysicalNics::Refuse,
+            "net0".into(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("physical_nic_passthrough = true") && e.contains("0000:3b:00.1"),
+            "{e}"
+        );
+        let e = attach(
+            Path::new("/proc/self/ns/net"),
+            &ep,
+            Model::TcFilter,
+            PhysicalNics::PassThrough,
+            "net0".into(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("host's own network namespace"), "{e}");
     }
 
     #[test]

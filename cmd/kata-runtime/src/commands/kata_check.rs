@@ -113,6 +113,7 @@ pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
         .and_then(|m| std::fs::read_to_string(m).ok())
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .unwrap_or_default();
+    let (accel, accel_reason) = sandbox::hostcheck::accelerator(rt);
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -135,6 +136,8 @@ pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
             "version": c.qemu_path().map(|p| version_of(&p)).unwrap_or_default(),
             "machine_type": q.machine_type,
             "accelerator": q.accelerator,
+            "accelerator_used": accel.to_string(),
+            "accelerator_reason": accel_reason,
             "default_vcpus": q.default_vcpus,
             "default_memory_mib": q.default_memory,
             "shared_fs": q.shared_fs,
@@ -167,7 +170,10 @@ pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
         "host": {
             "kernel_release": host_release,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "kvm": Path::new("/dev/kvm").exists(),
+            // What VMs run on: `kvm` only when the probe finds KVM usable (a /dev/kvm that
+            // exists but crawls, as paravirtualised KVM here, means tcg).
+            "kvm": accel.to_string() == "kvm",
+            "dev_kvm": Path::new("/dev/kvm").exists(),
             "vhost_net": Path::new("/dev/vhost-net").exists(),
             "vhost_vsock": Path::new("/dev/vhost-vsock").exists(),
         },

@@ -1,0 +1,243 @@
+//! The namespaces a spec names, checked on the host before anything is made.
+//!
+//! - Every `path` in `linux.namespaces` must be a namespace of the entry's `type` (runc checks
+//!   the same when it joins): a wrong file is refused, not silently replaced by a new namespace.
+//! - A pod's network and IPC cannot be the host's: the VM's kernel has its own. The host's
+//!   namespace is refused however the spec names it: no entry at all (runc's "share the
+//!   runtime's"), `/proc/self/ns/net`, `/proc/1/ns/net`, or a bind-mounted pin of either (what
+//!   CRI-O's pinns hands a host-network pod). Identity is the nsfs inode, compared with this
+//!   process's namespace and PID 1's (PID 1's links cannot be read on every host, so this
+//!   process's own is always compared too). CRI-O's `HostNetwork` annotation is honoured as well.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+
+use crate::{Error, Result};
+
+/// CRI-O's annotation on a pod that uses the host's network.
+pub(crate) const CRIO_HOST_NETWORK: &str = "io.kubernetes.cri-o.HostNetwork";
+
+/// `ioctl(fd, NS_GET_NSTYPE)`: the `CLONE_NEW*` flag of the namespace `fd` refers to.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+fn namespaces(spec: &Spec) -> Vec<LinuxNamespace> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+}
+
+fn given_path(ns: &LinuxNamespace) -> Option<&Path> {
+    ns.path()
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+/// The spec's name of a namespace type (`network`, `ipc`...).
+fn type_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+fn type_of_flag(flag: libc::c_int) -> Option<LinuxNamespaceType> {
+    Some(match flag {
+        libc::CLONE_NEWNS => LinuxNamespaceType::Mount,
+        libc::CLONE_NEWCGROUP => LinuxNamespaceType::Cgroup,
+        libc::CLONE_NEWUTS => LinuxNamespaceType::Uts,
+        libc::CLONE_NEWIPC => LinuxNamespaceType::Ipc,
+        libc::CLONE_NEWUSER => LinuxNamespaceType::User,
+        libc::CLONE_NEWPID => LinuxNamespaceType::Pid,
+        libc::CLONE_NEWNET => LinuxNamespaceType::Network,
+        0x80 => LinuxNamespaceType::Time, // CLONE_NEWTIME
+        _ => return None,
+    })
+}
+
+/// What the file at `path` is, as a namespace: `Ok(None)` when it is not one.
+fn namespace_type(path: &Path) -> std::io::Result<Option<LinuxNamespaceType>> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor's namespace.
+    let flag = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if flag < 0 {
+        return Ok(None);
+    }
+    Ok(type_of_flag(flag))
+}
+
+/// Every namespace `path` of the spec names a namespace of its entry's type.
+pub(crate) fn check_paths(spec: &Spec) -> Result<()> {
+    for ns in namespaces(spec) {
+        let Some(path) = given_path(&ns) else {
+            continue;
+        };
+        let want = type_name(ns.typ());
+        let refuse = |what: String| {
+            Error::Unsupported(format!(
+                "linux.namespaces: {want} namespace {} {what}",
+                path.display()
+            ))
+        };
+        match namespace_type(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse("does not exist".into()))
+            }
+            Err(e) => return Err(refuse(format!("cannot be opened: {e}"))),
+            Ok(None) => return Err(refuse("is not a namespace".into())),
+            Ok(Some(t)) if t != ns.typ() => {
+                return Err(refuse(format!(
+                    "is a {} namespace, not a {want} namespace",
+                    type_name(t)
+                )))
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The nsfs identity (device, inode) of the namespace at `path`.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether `path` names the host's namespace of kind `proc_name` (`net`, `ipc`): the one of
+/// PID 1 or of this runtime process.
+pub(crate) fn is_host_namespace(path: &Path, proc_name: &str) -> bool {
+    let Some(given) = identity(path) else {
+        return false;
+    };
+    ["/proc/self/ns", "/proc/1/ns"]
+        .iter()
+        .filter_map(|dir| identity(&Path::new(dir).join(proc_name)))
+        .any(|host| host == given)
+}
+
+/// A sandbox's network and IPC are the VM's own: a spec that asks for the host's is refused
+/// with one line (the caller's pod then fails at once, rather than a VM reaching for the
+/// host's NIC or a "shared" IPC that is not).
+pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    if annotations
+        .get(CRIO_HOST_NETWORK)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Err(Error::Network(format!(
+            "the pod asks for the host's network ({CRIO_HOST_NETWORK} = true), which a VM \
+             cannot share: run host-network pods with runc"
+        )));
+    }
+    let list = namespaces(spec);
+    for (typ, proc_name, what) in [
+        (LinuxNamespaceType::Network, "net", "networking"),
+        (LinuxNamespaceType::Ipc, "ipc", "IPC"),
+    ] {
+        let entry = list.iter().find(|ns| ns.typ() == typ);
+        let Some(entry) = entry else {
+            return Err(Error::Unsupported(format!(
+                "the spec has no {name} namespace, i.e. host {what}, which a VM cannot share: \
+                 add {{\"type\": \"{name}\"}} to linux.namespaces (or run the pod with runc)",
+                name = type_name(typ)
+            )));
+        };
+        if let Some(path) = given_path(entry) {
+            if is_host_namespace(path, proc_name) {
+                return Err(Error::Unsupported(format!(
+                    "{} namespace path {} is the host's own namespace (host {what}), which a \
+                     VM cannot share: give the pod a namespace of its own (or run it with runc)",
+                    type_name(typ),
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(namespaces: serde_json::Value, annotations: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": annotations,
+            "linux": {"namespaces": namespaces}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_must_be_namespaces_of_their_type() {
+        let ok = spec(
+            serde_json::json!([{"type": "ipc", "path": "/proc/self/ns/ipc"},
+                               {"type": "network", "path": "/proc/self/ns/net"}]),
+            serde_json::json!({}),
+        );
+        check_paths(&ok).unwrap();
+        let wrong = spec(
+            serde_json::json!([{"type": "cgroup", "path": "/proc/self/ns/ipc"}]),
+            serde_json::json!({}),
+        );
+        let e = check_paths(&wrong).unwrap_err().to_string();
+        assert!(e.contains("is a ipc namespace, not a cgroup namespace"), "{e}");
+        let file = spec(
+            serde_json::json!([{"type": "uts", "path": "/proc/self/status"}]),
+            serde_json::json!({}),
+        );
+        let e = check_paths(&file).unwrap_err().to_string();
+        assert!(e.contains("is not a namespace"), "{e}");
+        let gone = spec(
+            serde_json::json!([{"type": "uts", "path": "/nonexistent/ns"}]),
+            serde_json::json!({}),
+        );
+        let e = check_paths(&gone).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn host_namespaces_are_refused() {
+        let own = serde_json::json!({});
+        let host_net = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "network", "path": "/proc/self/ns/net"}]),
+            own.clone(),
+        );
+        let e = refuse_host_namespaces(&host_net).unwrap_err().to_string();
+        assert!(e.contains("host's own namespace"), "{e}");
+        let thread = spec(
+            serde_json::json!([{"type": "ipc"},
+                {"type": "network", "path": format!("/proc/{}/task/{}/ns/net",
+                    std::process::id(), std::process::id())}]),
+            own.clone(),
+        );
+        assert!(refuse_host_namespaces(&thread).is_err());
+        let no_ipc = spec(serde_json::json!([{"type": "network"}]), own.clone());
+        let e = refuse_host_namespaces(&no_ipc).unwrap_err().to_string();
+        assert!(e.contains("host IPC"), "{e}");
+        let no_net = spec(serde_json::json!([{"type": "ipc"}]), own.clone());
+        let e = refuse_host_namespaces(&no_net).unwrap_err().to_string();
+        assert!(e.contains("host networking"), "{e}");
+        let crio = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "network"}]),
+            serde_json::json!({CRIO_HOST_NETWORK: "true"}),
+        );
+        let e = refuse_host_namespaces(&crio).unwrap_err().to_string();
+        assert!(e.contains("HostNetwork"), "{e}");
+        let fine = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "network"}]),
+            serde_json::json!({CRIO_HOST_NETWORK: "false"}),
+        );
+        refuse_host_namespaces(&fine).unwrap();
+    }
+}
