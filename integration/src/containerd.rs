@@ -24,7 +24,7 @@ pub const CRI_HANDLER: &str = "kata";
 impl Containerd {
     /// containerd without its CRI plugin, for ctr.
     pub fn start() -> Containerd {
-        Self::start_with(None)
+        Self::start_with(None, "")
     }
 
     /// containerd with its CRI plugin on: kata-runtime (v1 runtime) is the runtime handler
@@ -32,10 +32,19 @@ impl Containerd {
     /// `cni_conf_dir` (plugins from Debian's containernetworking-plugins), the pause image is
     /// imported into the `k8s.io` namespace. The CRI socket is [`Containerd::socket`].
     pub fn start_with_cri(cni_conf_dir: &std::path::Path) -> Containerd {
-        Self::start_with(Some(cni_conf_dir))
+        Self::start_with(Some(cni_conf_dir), "")
     }
 
-    fn start_with(cri: Option<&std::path::Path>) -> Containerd {
+    /// As [`Containerd::start_with_cri`], with `handler_options` (TOML lines such as
+    /// `privileged_without_host_devices = true`) added to the kata runtime handler's section.
+    pub fn start_with_cri_options(
+        cni_conf_dir: &std::path::Path,
+        handler_options: &str,
+    ) -> Containerd {
+        Self::start_with(Some(cni_conf_dir), handler_options)
+    }
+
+    fn start_with(cri: Option<&std::path::Path>, handler_options: &str) -> Containerd {
         let work = Workdir::new("kic");
         let d = work.path().join("containerd");
         std::fs::create_dir_all(d.join("fifo")).expect("mkdir");
@@ -62,6 +71,7 @@ impl Containerd {
       runtime_type = "{V1}"
       runtime_engine = "{runtime}"
       runtime_root = "{kata_root}"
+      {handler_options}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"

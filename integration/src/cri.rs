@@ -114,10 +114,20 @@ impl CriClient {
         id: &str,
         cmd: &[&str],
     ) -> Result<(String, String, i32), tonic::Status> {
+        self.exec_sync_within(id, cmd, 60)
+    }
+
+    /// ExecSync with the kubelet's timeout in seconds (a probe's `timeoutSeconds`).
+    pub fn exec_sync_within(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout_s: i64,
+    ) -> Result<(String, String, i32), tonic::Status> {
         let req = cri::ExecSyncRequest {
             container_id: id.to_string(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 60,
+            timeout: timeout_s,
         };
         self.call("ExecSync", |mut c| async move { c.exec_sync(req).await })
             .map(|r| {
@@ -138,6 +148,22 @@ impl CriClient {
             c.container_status(req).await
         })
         .map(|r| r.status.map(|s| s.state).unwrap_or(-1))
+    }
+
+    /// (state, exit code, reason) of a container, as a kubelet reads them.
+    pub fn container_exit(&mut self, id: &str) -> Result<(i32, i32, String), tonic::Status> {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        };
+        self.call("ContainerStatus", |mut c| async move {
+            c.container_status(req).await
+        })
+        .map(|r| {
+            r.status
+                .map(|s| (s.state, s.exit_code, s.reason))
+                .unwrap_or((-1, -1, String::new()))
+        })
     }
 
     /// The pod's IP address as the CRI plugin got it from CNI.
@@ -236,5 +262,38 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::Conta
     }
 }
 
+/// A privileged pod's configuration: `pod_config` with `privileged: true`.
+pub fn privileged_pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
+    let mut c = pod_config(name, log_dir, false);
+    if let Some(sc) = c
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        sc.privileged = true;
+    }
+    c
+}
+
+/// A privileged container (CRI's `privileged: true`: every capability, no masked paths, and
+/// unless the handler says `privileged_without_host_devices`, every host device).
+pub fn privileged_container_config(
+    name: &str,
+    image: &str,
+    command: &[&str],
+) -> cri::ContainerConfig {
+    let mut c = container_config(name, image, command);
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c
+}
+
 /// CRI's `ContainerState::CONTAINER_RUNNING`.
 pub const CONTAINER_RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
+/// CRI's `ContainerState::CONTAINER_EXITED`.
+pub const CONTAINER_EXITED: i32 = cri::ContainerState::ContainerExited as i32;

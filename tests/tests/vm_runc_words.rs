@@ -46,6 +46,8 @@ fn vm_errors_carry_runcs_words() {
     let out = env.run(&["pause", "box"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     refused_with(&env, &["exec", "box", "true"], "cannot exec in a paused container");
+    refused_with(&env, &["start", "box"], "cannot start a container in the paused state");
+    refused_with(&env, &["pause", "box"], "container not running");
     let out = env.run(&["resume", "box"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
 

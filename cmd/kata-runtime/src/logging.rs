@@ -103,6 +103,9 @@ impl SandboxSink {
 struct RuntimeLogger {
     /// `--log` and whether it is JSON.
     runc: Option<(Mutex<std::fs::File>, bool)>,
+    /// What reaches `--log`: warnings and errors, as runc writes (podman reads the whole file
+    /// as one JSON object; containerd takes its last error line); everything with `--debug`.
+    runc_max: LevelFilter,
     sandbox: Mutex<SandboxSink>,
 }
 
@@ -117,7 +120,7 @@ impl Log for RuntimeLogger {
         }
         let time = sandbox_log::now();
         let msg = r.args().to_string();
-        if let Some((file, json)) = &self.runc {
+        if let Some((file, json)) = self.runc.as_ref().filter(|_| r.level() <= self.runc_max) {
             let level = r.level().as_str().to_ascii_lowercase();
             let line = if *json {
                 serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
@@ -158,6 +161,11 @@ pub fn init(g: &Global, container: Option<&str>) {
     });
     let logger = Box::new(RuntimeLogger {
         runc,
+        runc_max: if g.debug {
+            LevelFilter::Debug
+        } else {
+            LevelFilter::Warn
+        },
         sandbox: Mutex::new(SandboxSink {
             root: g.root.clone(),
             container: container.map(str::to_string),

@@ -172,6 +172,10 @@ pub struct RuntimeSection {
     /// A physical PCI NIC in the pod's namespace is unbound from its host driver and passed to
     /// the VM with VFIO. Off: such a pod is refused (the host keeps its NIC).
     pub physical_nic_passthrough: bool,
+    /// A privileged container's host block devices (every disk of the host, its system disk
+    /// among them, as containerd, Docker and podman list them) are hot-plugged into its VM.
+    /// Off: they stay with the host and the container sees the VM's devices.
+    pub privileged_host_devices: bool,
 }
 
 /// Kata 1.x's VM factory: a daemon (`kata-runtime factory init`) that keeps pre-booted VMs
@@ -221,6 +225,7 @@ impl Default for RuntimeSection {
             shared_dir: "/run/kata-containers/shared/sandboxes".into(),
             internetworking_model: "tcfilter".into(),
             physical_nic_passthrough: false,
+            privileged_host_devices: false,
         }
     }
 }
@@ -448,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             err("[runtime]\n\"a\\nb\" = 1\n"),
-            "configuration file /etc/x.toml line 2: [runtime] \"a\\nb\": unknown key (expected one of: enable_debug, sandbox_stop_timeout, vm_dir, shared_dir, internetworking_model, physical_nic_passthrough)"
+            "configuration file /etc/x.toml line 2: [runtime] \"a\\nb\": unknown key (expected one of: enable_debug, sandbox_stop_timeout, vm_dir, shared_dir, internetworking_model, physical_nic_passthrough, privileged_host_devices)"
         );
         // Unknown sections.
         assert_eq!(

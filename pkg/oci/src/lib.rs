@@ -7,12 +7,14 @@ mod bundle;
 mod caps;
 mod hook;
 mod id;
+mod privileged;
 
 pub use annotations::{container_type, is_pod_sandbox, ContainerType};
 pub use bundle::Bundle;
 pub use caps::CAPABILITY_NAMES;
 pub use hook::{run_hook, HookError};
 pub use id::validate_id;
+pub use privileged::is_privileged;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

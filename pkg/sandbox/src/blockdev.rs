@@ -147,20 +147,127 @@ pub(crate) fn plug(
     })
 }
 
-/// The host's node of block device `major:minor` (from /sys/dev/block/M:m/uevent).
-pub(crate) fn host_device(major: i64, minor: i64) -> Result<PathBuf> {
+/// The host's node of block device `major:minor` (from /sys/dev/block/M:m/uevent); None when
+/// the host has no such device.
+pub(crate) fn host_device(major: i64, minor: i64) -> Option<PathBuf> {
     let uevent = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/uevent"));
-    let text = std::fs::read_to_string(&uevent).map_err(|_| {
-        Error::Unsupported(format!(
-            "linux.devices: no block device {major}:{minor} on the host"
-        ))
-    })?;
+    let text = std::fs::read_to_string(uevent).ok()?;
     let name = text
         .lines()
         .find_map(|l| l.strip_prefix("DEVNAME="))
-        .filter(|n| !n.is_empty() && !n.contains(".."))
-        .ok_or_else(|| Error::Unsupported(format!("{}: no DEVNAME", uevent.display())))?;
-    Ok(Path::new("/dev").join(name))
+        .filter(|n| !n.is_empty() && !n.contains(".."))?;
+    Some(Path::new("/dev").join(name))
+}
+
+/// At most this many root ports are made at boot (the VM configuration's limit).
+pub(crate) const MAX_ROOT_PORTS: u32 = 16;
+/// Root ports a sandbox's VM keeps free for its members' disks and NICs.
+pub(crate) const ROOT_PORT_HEADROOM: u32 = 2;
+
+/// The block devices of `linux.devices` that are hot-plugged from the host: each one the host
+/// has (by major:minor), except for a privileged container whose host block devices stay out
+/// of the VM unless `[runtime] privileged_host_devices = true` (they are then removed from
+/// `spec`: the container sees the VM's devices, not the host's disks). A device the host does
+/// not have stays in `spec` and is made in the container with the spec's type, numbers, mode
+/// and owner, as runc does.
+pub(crate) fn host_block_devices(
+    rt: &Runtime,
+    id: &str,
+    spec: &mut oci_spec::runtime::Spec,
+) -> Vec<(oci_spec::runtime::LinuxDevice, PathBuf)> {
+    let Some(mut linux) = spec.linux().clone() else {
+        return Vec::new();
+    };
+    let Some(devices) = linux.devices().clone() else {
+        return Vec::new();
+    };
+    let keep_host_disks = rt.config.runtime.privileged_host_devices || !oci::is_privileged(spec);
+    let mut plugged = Vec::new();
+    let mut kept = Vec::new();
+    let mut withheld = Vec::new();
+    for d in devices {
+        if d.typ() != oci_spec::runtime::LinuxDeviceType::B {
+            kept.push(d);
+            continue;
+        }
+        match host_device(d.major(), d.minor()) {
+            None => kept.push(d),
+            Some(host) if keep_host_disks => {
+                plugged.push((d.clone(), host));
+                kept.push(d);
+            }
+            Some(host) => withheld.push(host.display().to_string()),
+        }
+    }
+    if !withheld.is_empty() {
+        log::info!(
+            "container {id} is privileged: the host's block devices stay with the host \
+             ([runtime] privileged_host_devices = false): {}",
+            withheld.join(" ")
+        );
+        linux.set_devices(Some(kept));
+        spec.set_linux(Some(linux));
+    }
+    plugged
+}
+
+/// How many disks adding this container hot-plugs: its block rootfs, block volumes and
+/// host block devices.
+pub(crate) fn disks_needed(rt: &Runtime, id: &str, bundle: &oci::Bundle) -> u32 {
+    let rootfs = u32::from(
+        !rt.config.hypervisor.qemu.disable_block_device_use
+            && rootfs_device(&bundle.rootfs).is_some(),
+    );
+    let volumes = bundle
+        .spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() != Some("bind"))
+        .filter(|m| m.source().as_deref().is_some_and(is_block_device))
+        .count();
+    let mut spec = bundle.spec.clone();
+    let devices = host_block_devices(rt, id, &mut spec).len();
+    rootfs + u32::try_from(volumes + devices).unwrap_or(u32::MAX)
+}
+
+/// Refuses, before anything is made, a container whose disks do not fit the free root ports.
+pub(crate) fn check_capacity(
+    id: &str,
+    needed: u32,
+    vm: &hypervisor::VmConfig,
+    used: &[String],
+) -> Result<()> {
+    if !vm.machine_type.contains("q35") {
+        return Ok(());
+    }
+    let free = (1..=vm.hotplug_root_ports)
+        .filter(|i| !used.contains(&format!("rp{i}")))
+        .count();
+    let free = u32::try_from(free).unwrap_or(0);
+    if needed <= free {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "container {id} needs {needed} hot-plugged block devices but sandbox {}'s VM has {free} \
+         free PCIe root ports (it was booted with {}): start the pod with those devices in its \
+         sandbox container, drop devices from the spec, or for a privileged container keep \
+         [runtime] privileged_host_devices = false",
+        vm.sandbox_id, vm.hotplug_root_ports
+    )))
+}
+
+/// Root ports for a new sandbox's VM: what its first container needs plus headroom, at least
+/// the configured number; more than a VM can have is refused with one line.
+pub(crate) fn root_ports_for(id: &str, needed: u32, configured: u32) -> Result<u32> {
+    if needed > MAX_ROOT_PORTS {
+        return Err(Error::Unsupported(format!(
+            "container {id} needs {needed} hot-plugged block devices; a VM takes at most \
+             {MAX_ROOT_PORTS}: drop devices from the spec (a privileged container's host \
+             devices stay out with [runtime] privileged_host_devices = false)"
+        )));
+    }
+    Ok(configured.max((needed + ROOT_PORT_HEADROOM).min(MAX_ROOT_PORTS)))
 }
 
 /// Is `path` a block device (a mount source to hot-plug rather than share)?

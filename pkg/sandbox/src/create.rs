@@ -95,6 +95,13 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     share::prepare_shared_dir(&shared_dir)?;
     let debug = rt.debug();
     let mut vm = vm_config(rt, sandbox_id, &vm_dir, &shared_dir)?;
+    // Root ports for the container's disks plus headroom for members (a VM of other sizes
+    // than the factory's boots its own).
+    vm.hotplug_root_ports = crate::blockdev::root_ports_for(
+        id,
+        crate::blockdev::disks_needed(rt, id, &bundle),
+        vm.hotplug_root_ports,
+    )?;
     let net = crate::network::setup(
         &netns_plan,
         net_model,
@@ -349,6 +356,12 @@ pub(crate) fn add_container(
     edit_spec: impl FnOnce(&mut oci_spec::runtime::Spec),
 ) -> Result<(Child, ContainerRecord)> {
     let id = opts.id;
+    crate::blockdev::check_capacity(
+        id,
+        crate::blockdev::disks_needed(rt, id, bundle),
+        target.vm,
+        &target.used_ports,
+    )?;
     let block_rootfs = if rt.config.hypervisor.qemu.disable_block_device_use {
         None
     } else {
@@ -426,18 +439,10 @@ pub(crate) fn add_container(
     // Block devices of `linux.devices`: the host device with those numbers is hot-plugged; the
     // agent gives the container's node the guest's numbers.
     let mut devices = Vec::new();
-    let spec_devices = guest_spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().clone())
-        .unwrap_or_default();
-    for (n, d) in spec_devices.iter().enumerate() {
-        if d.typ() != oci_spec::runtime::LinuxDeviceType::B {
-            continue;
-        }
-        let host = crate::blockdev::host_device(d.major(), d.minor())?;
-        crate::blockdev::check_unused(rt, &host)?;
-        let disk = plug(&format!("{id}/dev{n}"), &host, false, undo)?;
+    let host_devices = crate::blockdev::host_block_devices(rt, id, &mut guest_spec);
+    for (n, (d, host)) in host_devices.iter().enumerate() {
+        crate::blockdev::check_unused(rt, host)?;
+        let disk = plug(&format!("{id}/dev{n}"), host, false, undo)?;
         let mut dev = msg::Device::new();
         dev.id = disk.serial.clone();
         dev.type_ = "blk".into();

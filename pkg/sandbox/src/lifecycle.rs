@@ -95,6 +95,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
             status,
             action: match status {
                 Status::Stopped => "cannot start a container that has stopped",
+                Status::Paused => "cannot start a container in the paused state",
                 _ => "cannot start an already running container",
             },
         });
@@ -169,6 +170,12 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
         Err(store::Error::Corrupt { .. }) if force => return force_remove_corrupt(rt, id),
         Err(store::Error::NotFound(_)) if force && rt.store.exists(id) => {
             return force_remove_corrupt(rt, id)
+        }
+        // runc: `delete --force` of an id it does not know succeeds quietly (CRI-O and podman
+        // call it to make sure a container is gone).
+        Err(store::Error::NotFound(_)) if force => {
+            log::info!("delete --force {id}: no such container, nothing to do");
+            return Ok(());
         }
         Err(e) => return Err(e.into()),
     };
