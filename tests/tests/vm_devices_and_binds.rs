@@ -212,3 +212,70 @@ fn vm_bind_mounts_named_by_options() {
     assert!(line("/rodata").contains(" ro"), "{text}");
     env.assert_clean();
 }
+
+/// Items 4 and 8: `ro` on a bind mount is not recursive (a mount below the source stays
+/// writable, as with runc); `rro` makes the whole tree read-only (mount_setattr in the guest,
+/// and on the host's side of the share).
+#[test]
+fn vm_read_only_binds_recursive_or_not() {
+    let env = Env::new();
+    let vol = env.path().join("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    sh(&format!("mount -t tmpfs -o size=1m kt-sub {}", vol.join("sub").display()));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _sub = Unmount(vol.join("sub"));
+    let b = env.bundle(
+        "ro",
+        &["sh", "-c", "for d in /ro /ro/sub /rro /rro/sub; do \
+                         touch $d/probe 2>/dev/null && echo $d writable || echo $d read-only; \
+                       done"],
+    );
+    edit_spec(&b, |s| {
+        let mounts = s["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/ro", "type": "bind", "source": vol,
+                           "options": ["rbind", "ro"]}));
+        mounts.push(json!({"destination": "/rro", "type": "bind", "source": vol,
+                           "options": ["rbind", "rro"]}));
+    });
+    let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "ro"], b"", T);
+    let text = out.stdout_str();
+    assert_eq!(out.code(), 0, "{text} {}", out.stderr);
+    for want in ["/ro read-only", "/ro/sub writable", "/rro read-only", "/rro/sub read-only"] {
+        assert!(text.lines().any(|l| l == want), "{want}: {text}");
+    }
+    assert!(vol.join("sub/probe").exists(), "the write reached the host's tmpfs");
+    assert!(!vol.join("probe").exists());
+    drop(_sub);
+    env.assert_clean();
+
+    // features lists the recursive options (CRI-O uses rro only when it sees it).
+    let out = env.run(&["features"], b"", T);
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let opts = f["mountOptions"].as_array().unwrap();
+    for o in ["rro", "rrw", "rnosuid", "rnodev", "rnoexec", "rnosymfollow"] {
+        assert!(opts.iter().any(|x| x == o), "{o} missing from features");
+    }
+}
+
+/// Item 7: rootfsPropagation "rshared" (a privileged pod with Bidirectional propagation) used
+/// to fail in pivot_root (EINVAL: the rootfs's parent mount was shared).
+#[test]
+fn vm_rootfs_propagation_rshared_and_rslave() {
+    let env = Env::new();
+    for (id, prop, want) in [("rshared", "rshared", "shared:"), ("rslave", "rslave", ""), ("rprivate", "rprivate", "")] {
+        let b = env.bundle(id, &["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]);
+        edit_spec(&b, |s| {
+            s["linux"]["rootfsPropagation"] = json!(prop);
+        });
+        let out = env.run(&["run", "--bundle", b.to_str().unwrap(), id], b"", T);
+        let text = out.stdout_str();
+        assert_eq!(out.code(), 0, "{prop}: {text} {}", out.stderr);
+        assert!(text.contains(want), "{prop}: {text}");
+    }
+    env.assert_clean();
+}

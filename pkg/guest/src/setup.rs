@@ -369,6 +369,11 @@ fn prepare_rootfs(
         "setting the propagation of /",
         nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
     )?;
+    // pivot_root refuses a new root whose parent mount is shared (rootfsPropagation
+    // "shared"/"rshared" just made every mount here shared), and a bind of a shared mount would
+    // propagate out of the container: the mount holding the rootfs becomes private first, as
+    // runc's rootfsParentMountPrivate does.
+    make_parent_mount_private(rootfs)?;
     // pivot_root needs the new root to be a mount point.
     do_mount(
         Some(rootfs),
@@ -393,6 +398,38 @@ fn prepare_rootfs(
         }
     }
     Ok(())
+}
+
+/// Makes the mount that holds `path` (the longest mount point above or at it) private when it
+/// is shared.
+fn make_parent_mount_private(path: &Path) -> Result<(), Error> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let holder = info
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let point = PathBuf::from(fields.get(4)?);
+            let shared = fields
+                .iter()
+                .skip(6)
+                .take_while(|f| **f != "-")
+                .any(|f| f.starts_with("shared:"));
+            path.starts_with(&point).then_some((point, shared))
+        })
+        .max_by_key(|(point, _)| point.components().count());
+    match holder {
+        Some((point, true)) => sys(
+            format!("making {} private", point.display()),
+            nix::mount::mount(
+                None::<&str>,
+                &point,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            ),
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), Error> {

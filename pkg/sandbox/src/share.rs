@@ -80,6 +80,65 @@ fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
     Ok(())
 }
 
+/// The mounts strictly below `dir` on the host (paths relative to it, whether read-only),
+/// outermost first.
+fn submounts_below(dir: &Path) -> Vec<(PathBuf, bool)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<(PathBuf, bool)> = info
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let point = unescape_mountinfo(fields.get(4)?);
+            let ro = fields.get(5)?.split(',').any(|o| o == "ro");
+            let rel = point.strip_prefix(dir).ok()?.to_path_buf();
+            (!rel.as_os_str().is_empty()).then_some((rel, ro))
+        })
+        .collect();
+    found.sort_by_key(|(rel, _)| rel.components().count());
+    found.dedup_by(|a, b| a.0 == b.0);
+    found
+}
+
+/// mount_setattr(2) with AT_RECURSIVE: `target` and every mount below it read-only (`rro`).
+fn set_recursive_readonly(target: &Path) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let err = |errno| Error::Mount {
+        what: "making a volume recursively read-only",
+        path: target.to_path_buf(),
+        errno,
+    };
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| err(nix::Error::EINVAL))?;
+    // SAFETY: mount_setattr with a valid C path and a mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(err(nix::Error::last()));
+    }
+    Ok(())
+}
+
 /// Makes the sandbox's shared folder a mount point of its own with shared propagation, before
 /// the VM starts: virtiofsd serves it from a mount namespace of its own, taken when it starts,
 /// so the rootfs and volume binds made later only reach it by propagation.
@@ -185,6 +244,8 @@ pub fn share_container(
     }
     let mut mounts = guest_spec.mounts().clone().unwrap_or_default();
     let mut storages = Vec::new();
+    // (index of the mount, bind of one of its host submounts), for non-recursive `ro`.
+    let mut below: Vec<(usize, oci_spec::runtime::Mount)> = Vec::new();
     for (i, m) in mounts.iter_mut().enumerate() {
         let is_bind = m.typ().as_deref() == Some("bind")
             || m.options()
@@ -239,9 +300,36 @@ pub fn share_container(
             }
             std::fs::write(&host, b"").map_err(crate::io_err("creating", &host))?;
         }
-        let readonly = m.options().iter().flatten().any(|o| o == "ro");
+        let options = m.options().clone().unwrap_or_default();
+        let recursive_ro = options.iter().any(|o| o == "rro");
+        let readonly = recursive_ro || options.iter().any(|o| o == "ro");
         bind(&source, &host, readonly)?;
-        m.set_source(Some(guest_base.join("mounts").join(&name)));
+        let guest_source = guest_base.join("mounts").join(&name);
+        if recursive_ro {
+            // Enforced on the host too: the guest sees the host's submounts as one tree.
+            set_recursive_readonly(&host)?;
+        } else if readonly && source.is_dir() {
+            // runc's `ro` is not recursive: a mount below the source keeps its own mode. In
+            // the guest the share is one filesystem, so each such mount becomes a bind of its
+            // own, over the read-only one.
+            for (rel, sub_ro) in submounts_below(&source) {
+                let mut sub = m.clone();
+                sub.set_destination(m.destination().join(&rel));
+                sub.set_source(Some(guest_source.join(&rel)));
+                sub.set_typ(Some("bind".into()));
+                sub.set_options(Some(vec![
+                    "rbind".into(),
+                    if sub_ro { "ro" } else { "rw" }.into(),
+                ]));
+                below.push((i, sub));
+            }
+        }
+        m.set_source(Some(guest_source));
+    }
+    // Each submount's bind right after the mount it is below (the guest mounts in order).
+    for (offset, (i, sub)) in below.into_iter().enumerate() {
+        let at = (i + 1 + offset).min(mounts.len());
+        mounts.insert(at, sub);
     }
     if !mounts.is_empty() {
         guest_spec.set_mounts(Some(mounts));

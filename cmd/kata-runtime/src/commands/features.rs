@@ -4,16 +4,22 @@ pub fn features() -> anyhow::Result<u8> {
     let doc = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.0.2",
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": [
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ],
         "mountOptions": [
             "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
             "dirsync", "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime",
             "relatime", "norelatime", "strictatime", "nostrictatime", "bind", "rbind",
             "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
-            "runbindable"
+            "runbindable", "defaults", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
+            "rnoexec", "rexec", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime",
+            "rnoatime", "ratime", "rstrictatime", "rnostrictatime", "rnosymfollow",
+            "rsymfollow"
         ],
         "linux": {
-            "namespaces": ["mount", "pid", "ipc", "uts", "network"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [
                 "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
                 "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
@@ -27,7 +33,14 @@ pub fn features() -> anyhow::Result<u8> {
                 "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"
             ],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": [
+                    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+                ],
+                "archs": ["SCMP_ARCH_X86_64"]
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
