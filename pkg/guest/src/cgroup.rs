@@ -182,6 +182,9 @@ fn read_limit(id: &str, file: &str) -> u64 {
     }
 }
 
+/// The key of memory.events' `oom_kill` count in the memory statistics the agent returns.
+pub const OOM_KILL_KEY: &str = "oom_kill";
+
 fn read_keyed(id: &str, file: &str) -> std::collections::HashMap<String, u64> {
     std::fs::read_to_string(path(id).join(file))
         .unwrap_or_default()
@@ -234,8 +237,16 @@ pub fn stats(id: &str) -> protocols::agent::CgroupStats {
     mem_usage.usage = read_u64(id, "memory.current");
     mem_usage.max_usage = read_u64(id, "memory.peak");
     mem_usage.limit = read_limit(id, "memory.max");
+    let events = read_keyed(id, "memory.events");
+    // As runc reads cgroup v2: hits of the limit.
+    mem_usage.failcnt = events.get("max").copied().unwrap_or(0);
     let mut memory = MemoryStats::new();
     memory.stats = read_keyed(id, "memory.stat");
+    // OOM kills in the container's cgroup: the host turns a rise into runc's `oom` event.
+    memory.stats.insert(
+        OOM_KILL_KEY.into(),
+        events.get("oom_kill").copied().unwrap_or(0),
+    );
     memory.cache = memory.stats.get("file").copied().unwrap_or(0);
     memory.usage = Some(mem_usage).into();
     memory.use_hierarchy = true;

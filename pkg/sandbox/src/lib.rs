@@ -33,7 +33,9 @@ pub mod kata_network {
         add_interface, del_interface, list_interfaces, list_routes, update_routes,
     };
 }
-pub use lifecycle::{delete, kill, list, ps, set_paused, start, state, stats, update, OciState};
+pub use lifecycle::{
+    delete, kill, list, oom_kills, ps, set_paused, start, state, stats, update, OciState,
+};
 pub use logs::logs;
 pub use signal::parse_signal;
 

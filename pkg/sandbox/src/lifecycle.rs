@@ -390,7 +390,8 @@ pub(crate) fn running_agent(rt: &Runtime, id: &str, what: &'static str) -> Resul
 pub fn update(rt: &Runtime, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
     let (rec, _) = load(rt, id)?;
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
-    let agent = running_agent(rt, id, "cannot update a stopped container")?;
+    // runc's words.
+    let agent = running_agent(rt, id, "container not running")?;
     let mut req = msg::UpdateContainerRequest::new();
     req.container_id = id.into();
     req.resources_json =
@@ -401,6 +402,26 @@ pub fn update(rt: &Runtime, id: &str, resources: &oci_spec::runtime::LinuxResour
 }
 
 /// The container's statistics from its guest cgroup, shaped as runc's `events --stats` data.
+/// How many processes the guest's OOM killer has killed in the container's cgroup, asked of the
+/// agent while the sandbox's VM runs, whether the container still runs or not (its cgroup
+/// lives until delete): `events` turns a rise into runc's `oom` event.
+pub fn oom_kills(rt: &Runtime, id: &str) -> Result<u64> {
+    let (_, sb) = load(rt, id)?;
+    let mut req = msg::StatsContainerRequest::new();
+    req.container_id = id.into();
+    let resp = agent(rt, &sb)?.stats_container(&req)?;
+    Ok(resp
+        .cgroup_stats
+        .memory_stats
+        .stats
+        .get(OOM_KILL_KEY)
+        .copied()
+        .unwrap_or(0))
+}
+
+/// Must equal the agent's key (pkg/guest cgroup.rs).
+const OOM_KILL_KEY: &str = "oom_kill";
+
 pub fn stats(rt: &Runtime, id: &str) -> Result<serde_json::Value> {
     let (rec, _) = load(rt, id)?;
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
