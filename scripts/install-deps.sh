@@ -13,6 +13,8 @@ have_cmd dpkg-deb || need+=(dpkg)
 have_cmd cpio || need+=(cpio)
 have_cmd runc || need+=(runc)   # the conformance runner compares against it
 have_cmd ip || need+=(iproute2)  # pkg/network's tests set up namespaces, veths and tc
+# CRI port-forward: the forwarder's redirect rule in the pod's network namespace.
+have_cmd iptables || need+=(iptables)
 # The real callers of the integration tests (integration/): containerd 1.6 with ctr and the v1
 # containerd-shim, podman 4 with conmon.
 have_cmd containerd && have_cmd ctr && have_cmd containerd-shim || need+=(containerd)

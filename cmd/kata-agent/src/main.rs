@@ -37,6 +37,9 @@ fn run() -> anyhow::Result<()> {
     if pid1 {
         guest::init::leave_initramfs().context("leaving the initramfs")?;
         guest::init::mount_kernel_filesystems().context("mounting kernel filesystems")?;
+        if let Err(e) = guest::init::loopback_up() {
+            eprintln!("kata-agent: bringing up lo: {e}");
+        }
     }
     logger::init(logger::level_from_cmdline());
     let mut late_modules = Vec::new();

@@ -71,6 +71,17 @@ pub enum Command {
     /// The VM factory: a daemon keeping `[factory] vm_cache_number` VMs booted for new sandboxes.
     #[command(subcommand)]
     Factory(Factory),
+    /// A sandbox's CRI port-forward helper (started by `create` in the pod's namespace).
+    #[command(hide = true)]
+    PortForward(PortForward),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PortForward {
+    #[arg(long)]
+    pub sandbox: String,
+    #[arg(long)]
+    pub vm_dir: std::path::PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -108,6 +108,23 @@ fn run(init_pid: &str, process_path: &Path, status: &mut File) -> Result<(), Err
         });
     }
     if pid == 0 {
+        let args = process.args().clone().unwrap_or_default();
+        match crate::relay::requested_port(&args) {
+            Some(Ok(port)) => {
+                // What an exec's close-on-exec does: the agent reads EOF, the exec has started.
+                // SAFETY: closing our copy of the status pipe; nothing uses it after this.
+                unsafe { libc::close(STATUS_FD) };
+                let code = crate::relay::run(port);
+                // SAFETY: leaving the child without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            Some(Err(e)) => {
+                let _ = status.write_all(format!("E{e}\n").as_bytes());
+                // SAFETY: as above.
+                unsafe { libc::_exit(127) }
+            }
+            None => {}
+        }
         let err = match setup::prepare_process(&process, seccomp.as_ref()) {
             Ok(prepared) => prepared.exec(),
             Err(e) => e,

@@ -105,6 +105,37 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
 }
 
 /// proc, sys, dev, pts, shm, run, tmp, cgroup2.
+/// Brings the VM's loopback interface up, as any init does: servers of the pod listening on
+/// 127.0.0.1 (and the port-forward relay reaching them) need it.
+pub fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a plain datagram socket, closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: an all-zero ifreq is valid; the name is set below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    let result = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(sock) };
+    result
+}
+
 pub fn mount_kernel_filesystems() -> Result<(), Error> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let table: [(&str, &str, &str, MsFlags, &str); 8] = [

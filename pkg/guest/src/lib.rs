@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod net;
 pub mod reaper;
+pub mod relay;
 pub mod seccomp;
 pub mod service;
 pub mod setup;

@@ -10,3 +10,9 @@ pub mod health_ttrpc;
 /// the path the runtime puts in a pod member's spec for a namespace it shares with its
 /// sandbox (the host's `/proc/<pid>/ns/...` paths from CRI mean nothing in the VM).
 pub const SANDBOX_NS_DIR: &str = "/run/kata-containers/sandbox/ns";
+
+/// The program name of an exec that is a port-forward relay (CRI PortForward): the agent's exec
+/// helper, instead of running a program of the container, connects to 127.0.0.1:<args[1]> in
+/// the VM's network namespace (the pod's) and copies the exec's stdin to it and its answers to
+/// the exec's stdout.
+pub const PORT_FORWARD_PROGRAM: &str = "kata-agent-port-forward";

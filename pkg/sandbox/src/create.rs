@@ -171,6 +171,22 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         used_ports: Vec::new(),
     };
     let (shim, record) = add_container(rt, opts, &bundle, &target, &agent, &mut undo, |_| {})?;
+    // CRI port-forward: best effort, a pod without it still runs.
+    let port_forwarder = net.netns.as_deref().and_then(|ns| {
+        match crate::portforward::start(rt, sandbox_id, ns, &vm_dir) {
+            Ok(p) => {
+                let (id, ns) = (sandbox_id.to_string(), ns.to_path_buf());
+                undo.push("stop port forwarder", move || {
+                    crate::portforward::stop(&id, Some(&p), Some(&ns))
+                });
+                Some(p)
+            }
+            Err(e) => {
+                log::warn!("sandbox {sandbox_id}: no port-forward: {e}");
+                None
+            }
+        }
+    });
     rt.store.save_sandbox(&SandboxRecord {
         id: sandbox_id.into(),
         vm_dir: vm_dir.clone(),
@@ -181,6 +197,7 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         containers: vec![id.into()],
         network: serde_json::to_value(&net)
             .map_err(|e| Error::Unsupported(format!("network state: {e}")))?,
+        port_forwarder,
     })?;
     publish(rt, opts, &bundle, record, &shim)?;
     undo.disarm();

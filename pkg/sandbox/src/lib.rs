@@ -18,6 +18,7 @@ mod namespaces;
 mod netcmd;
 mod network;
 mod overhead;
+pub mod portforward;
 mod procs;
 mod resize;
 mod rollback;

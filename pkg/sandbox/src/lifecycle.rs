@@ -289,6 +289,11 @@ fn stop_sandbox(rt: &Runtime, sb: &SandboxRecord, agent: Option<&AgentClient>) {
             procs::stop_process(&proxy, Duration::from_secs(2));
         }
     }
+    crate::portforward::stop(
+        &sb.id,
+        sb.port_forwarder.as_ref(),
+        crate::network::recorded_netns(&sb.network).as_deref(),
+    );
     // After QEMU: its taps must be closed before they are removed.
     crate::network::teardown(&sb.id, &sb.network);
     for dir in [&sb.shared_dir, &sb.vm_dir] {
@@ -316,8 +321,14 @@ fn force_remove_corrupt(rt: &Runtime, id: &str) -> Result<()> {
     dirs.extend(origin.iter().map(|d| d.as_path()));
     if procs::kill_orphans(&dirs) > 0 || vm_dir.exists() {
         // The taps and filters a killed create made in the pod's namespace (QEMU, which
-        // held the taps, is gone now).
-        crate::network::teardown(id, &crate::network::recorded_progress(&vm_dir));
+        // held the taps, is gone now), and the port forwarder's rule.
+        let progress = crate::network::recorded_progress(&vm_dir);
+        crate::portforward::stop(
+            id,
+            None,
+            crate::network::recorded_netns(&progress).as_deref(),
+        );
+        crate::network::teardown(id, &progress);
     }
     for dir in origin.iter().chain([&shared_dir, &vm_dir]) {
         share::unmount_tree(dir);

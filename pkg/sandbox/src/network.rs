@@ -392,6 +392,13 @@ pub(crate) fn update_routes(agent: &AgentClient, routes: Vec<Route>) -> Result<m
     Ok(agent.update_routes(&req)?)
 }
 
+/// The pod's network namespace a sandbox record (or a killed create's progress) names.
+pub(crate) fn recorded_netns(recorded: &serde_json::Value) -> Option<PathBuf> {
+    serde_json::from_value::<SandboxNetwork>(recorded.clone())
+        .ok()
+        .and_then(|n| n.netns)
+}
+
 /// The PCIe root ports the sandbox's hot-plugged NICs are on.
 pub(crate) fn hotplug_ports(recorded: &serde_json::Value) -> Vec<String> {
     serde_json::from_value::<SandboxNetwork>(recorded.clone())

@@ -89,7 +89,7 @@ pub fn start_proxy(a: &ProxyArgs, timeout: Duration) -> Result<ProcessRef> {
     })
 }
 
-fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
+pub(crate) fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
@@ -186,7 +186,14 @@ pub fn stop_process(p: &ProcessRef, timeout: Duration) {
 }
 
 /// The sandbox's helper programs, by executable name: what [`kill_orphans`] may kill.
-const SANDBOX_PROGRAMS: [&str; 4] = ["qemu", "kata-proxy", "kata-shim", "virtiofsd"];
+/// (kata-runtime: the port forwarder, `kata-runtime port-forward --vm-dir ...`.)
+const SANDBOX_PROGRAMS: [&str; 5] = [
+    "qemu",
+    "kata-proxy",
+    "kata-shim",
+    "virtiofsd",
+    "kata-runtime",
+];
 
 /// Kills (SIGKILL) the QEMU, proxy, shims and virtiofsd whose command line names a path under
 /// one of `dirs` (the sandbox's VM and shared folders, unique to it) and waits for them to go.

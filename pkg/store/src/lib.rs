@@ -116,6 +116,10 @@ pub struct SandboxRecord {
     /// sandbox layer records it (opaque here); null when the sandbox has none.
     #[serde(default)]
     pub network: serde_json::Value,
+    /// The CRI port-forward helper in the pod's network namespace (sandbox layer's
+    /// portforward.rs), when one runs.
+    #[serde(default)]
+    pub port_forwarder: Option<ProcessRef>,
 }
 
 /// The state folder given by `--root`.

@@ -105,6 +105,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         },
         Command::Logs(l) => logs(&rt, l),
         Command::Factory(f) => factory::run(&rt, &cli, f),
+        Command::PortForward(p) => sandbox::portforward::serve(&rt, &p.sandbox, &p.vm_dir)
+            .map(|_| 0)
+            .map_err(Into::into),
         Command::KataEnv(e) => kata_check::env(&rt, &cli, e.json),
         Command::Version => {
             println!("kata-runtime  : {}", env!("CARGO_PKG_VERSION"));
