@@ -166,6 +166,16 @@ impl CriClient {
         })
     }
 
+    /// CRI PortForward: the streaming URL containerd hands the kubelet for `port`.
+    pub fn port_forward(&mut self, pod_id: &str, port: i32) -> Result<String, tonic::Status> {
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            port: vec![port],
+        };
+        self.call("PortForward", |mut c| async move { c.port_forward(req).await })
+            .map(|r| r.url)
+    }
+
     /// The pod's IP address as the CRI plugin got it from CNI.
     pub fn pod_ip(&mut self, pod_id: &str) -> Result<String, tonic::Status> {
         let req = cri::PodSandboxStatusRequest {

@@ -41,6 +41,50 @@ impl Drop for Bridge {
     }
 }
 
+/// The pod's network namespace, from the sandbox container's spec as containerd wrote it.
+fn pod_netns(c: &Containerd, pod: &str) -> String {
+    let out = c.ctr(&["-n", "k8s.io", "containers", "info", pod]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    info["Spec"]["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "network")
+        .and_then(|n| n["path"].as_str())
+        .expect("the pod's netns path")
+        .to_string()
+}
+
+/// What containerd's PortForward does: from inside `netns`, connect to 127.0.0.1:`port`.
+fn dial_in(netns: &str, port: u16, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let (netns, request) = (netns.to_string(), request.to_vec());
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap();
+        nix_setns(ns.as_fd());
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = conn.write_all(&request);
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .join()
+    .unwrap()
+}
+
+fn nix_setns(fd: std::os::fd::BorrowedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns(2) of this thread into the namespace `fd` refers to.
+    let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
 fn guest_commands(client: &mut CriClient, id: &str) -> String {
     let (out, err, code) = client.exec_sync(id, &["ps", "-o", "args"]).expect("ExecSync ps");
     assert_eq!(code, 0, "ps: {err}");
@@ -79,6 +123,26 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
     });
     println!("timed-out exec's process gone {:?} after ExecSync returned", timed_out.elapsed());
     assert!(gone, "the timed-out exec still runs in the guest:\n{seen}");
+
+    // Port-forward (item 5): containerd's PortForward enters the pod's network namespace and
+    // dials 127.0.0.1:PORT there; a server in the VM answers.
+    let web = client
+        .create_container(
+            &pod,
+            &cri::container_config("web", IMAGE, &["httpd", "-f", "-p", "8080", "-h", "/etc"]),
+            &pod_config,
+        )
+        .expect("CreateContainer web");
+    client.start_container(&web).expect("StartContainer web");
+    let url = client.port_forward(&pod, 8080).expect("PortForward");
+    assert!(url.starts_with("http://127.0.0.1"), "{url}");
+    let netns = pod_netns(&c, &pod);
+    let mut page = String::new();
+    let served = poll(Duration::from_secs(20), || {
+        page = dial_in(&netns, 8080, b"GET /passwd HTTP/1.0\r\n\r\n");
+        page.contains("root:")
+    });
+    assert!(served, "no answer through port-forward: {page:?}");
 
     // A container that exits on its own, then the pod is stopped: every kill containerd sends
     // to exited tasks must be taken as "already finished".
