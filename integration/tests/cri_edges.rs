@@ -8,6 +8,7 @@
 use integration_tests::containerd::{Containerd, CRI_HANDLER};
 use integration_tests::cri::{self, CriClient};
 use integration_tests::{poll, IMAGE};
+use k8s_cri::v1 as pb;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -225,4 +226,91 @@ fn cri_privileged_pods_start_without_the_hosts_disks() {
         drop(client);
         c.finish();
     }
+}
+
+/// Items 4 and 7 through the CRI: a privileged pod (containerd's
+/// `privileged_without_host_devices = true`) with volumes of each propagation (None →
+/// rprivate, HostToContainer → rslave, Bidirectional → rshared, which failed in pivot_root),
+/// and a read-only volume whose host folder has a tmpfs mounted below it: as with runc the
+/// tmpfs stays writable (non-recursive `ro`).
+#[test]
+fn cri_privileged_volumes_propagation_and_read_only() {
+    let dir = cni_dir("vols", "ktcni4", 4);
+    let _bridge = Bridge("ktcni4", dir.clone());
+    let c = Containerd::start_with_cri_options(
+        &dir.join("conf"),
+        "privileged_without_host_devices = true",
+    );
+    // Volumes under a folder that is a shared mount of its own (Bidirectional needs that).
+    let vols = c.work.path().join("volumes");
+    let sub = vols.join("ro/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(vols.join("rw")).unwrap();
+    let sh = |cmd: String| {
+        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh(format!("mount --bind {0} {0} && mount --make-shared {0}", vols.display()));
+    sh(format!("mount -t tmpfs -o size=1m kt-ro-sub {}", sub.display()));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-R").arg(&self.0).status();
+        }
+    }
+    let _vols = Unmount(vols.clone());
+
+    let mut client = CriClient::connect(&c.socket());
+    let logs = c.work.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = cri::privileged_pod_config("vols", &logs);
+    let pod = client
+        .run_pod_sandbox(&pod_config, CRI_HANDLER)
+        .expect("privileged RunPodSandbox");
+    let mut config = cri::privileged_container_config("vols", IMAGE, &["sleep", "1000"]);
+    let mount = |path: &str, host: &std::path::Path, readonly: bool, p: pb::MountPropagation| {
+        pb::Mount {
+            container_path: path.into(),
+            host_path: host.display().to_string(),
+            readonly,
+            propagation: p as i32,
+            ..Default::default()
+        }
+    };
+    config.mounts = vec![
+        mount("/private", &vols.join("rw"), false, pb::MountPropagation::PropagationPrivate),
+        mount("/slave", &vols.join("rw"), false, pb::MountPropagation::PropagationHostToContainer),
+        mount("/bidir", &vols.join("rw"), false, pb::MountPropagation::PropagationBidirectional),
+        mount("/ro", &vols.join("ro"), true, pb::MountPropagation::PropagationPrivate),
+    ];
+    let id = client
+        .create_container(&pod, &config, &pod_config)
+        .expect("CreateContainer with every propagation");
+    client
+        .start_container(&id)
+        .expect("StartContainer with Bidirectional propagation");
+    let (out, err, code) = client
+        .exec_sync(
+            &id,
+            &["sh", "-c", "for d in /private /slave /bidir /ro /ro/sub; do \
+                 touch $d/probe 2>/dev/null && echo $d writable || echo $d read-only; done"],
+        )
+        .expect("ExecSync");
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "/private writable",
+        "/slave writable",
+        "/bidir writable",
+        "/ro read-only",
+        "/ro/sub writable",
+    ] {
+        assert!(out.lines().any(|l| l == want), "{want}: {out}");
+    }
+    assert!(sub.join("probe").exists(), "the write reached the host's tmpfs");
+    client.stop_container(&id, 2).expect("StopContainer");
+    client.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    drop(client);
+    drop(_vols);
+    c.finish();
 }
