@@ -172,8 +172,11 @@ impl CriClient {
             pod_sandbox_id: pod_id.to_string(),
             port: vec![port],
         };
-        self.call("PortForward", |mut c| async move { c.port_forward(req).await })
-            .map(|r| r.url)
+        self.call(
+            "PortForward",
+            |mut c| async move { c.port_forward(req).await },
+        )
+        .map(|r| r.url)
     }
 
     /// The pod's IP address as the CRI plugin got it from CNI.
@@ -275,11 +278,7 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::Conta
 /// A privileged pod's configuration: `pod_config` with `privileged: true`.
 pub fn privileged_pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
     let mut c = pod_config(name, log_dir, false);
-    if let Some(sc) = c
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-    {
+    if let Some(sc) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
         sc.privileged = true;
     }
     c

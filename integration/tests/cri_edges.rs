@@ -87,7 +87,9 @@ fn nix_setns(fd: std::os::fd::BorrowedFd) {
 }
 
 fn guest_commands(client: &mut CriClient, id: &str) -> String {
-    let (out, err, code) = client.exec_sync(id, &["ps", "-o", "args"]).expect("ExecSync ps");
+    let (out, err, code) = client
+        .exec_sync(id, &["ps", "-o", "args"])
+        .expect("ExecSync ps");
     assert_eq!(code, 0, "ps: {err}");
     out
 }
@@ -106,7 +108,11 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
         .run_pod_sandbox(&pod_config, CRI_HANDLER)
         .expect("RunPodSandbox");
     let main = client
-        .create_container(&pod, &cri::container_config("main", IMAGE, &["sleep", "1000"]), &pod_config)
+        .create_container(
+            &pod,
+            &cri::container_config("main", IMAGE, &["sleep", "1000"]),
+            &pod_config,
+        )
         .expect("CreateContainer");
     client.start_container(&main).expect("StartContainer");
 
@@ -114,15 +120,24 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
     // (its kata-shim); the guest's `sleep 4321` must go with it.
     let started = Instant::now();
     let r = client.exec_sync_within(&main, &["sleep", "4321"], 2);
-    println!("ExecSync with a 2 s timeout returned after {:?}: {r:?}", started.elapsed());
-    assert!(r.is_err() || r.as_ref().is_ok_and(|(_, _, code)| *code != 0), "{r:?}");
+    println!(
+        "ExecSync with a 2 s timeout returned after {:?}: {r:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.is_err() || r.as_ref().is_ok_and(|(_, _, code)| *code != 0),
+        "{r:?}"
+    );
     let timed_out = Instant::now();
     let mut seen = String::new();
     let gone = poll(Duration::from_secs(10), || {
         seen = guest_commands(&mut client, &main);
         !seen.contains("sleep 4321")
     });
-    println!("timed-out exec's process gone {:?} after ExecSync returned", timed_out.elapsed());
+    println!(
+        "timed-out exec's process gone {:?} after ExecSync returned",
+        timed_out.elapsed()
+    );
     assert!(gone, "the timed-out exec still runs in the guest:\n{seen}");
 
     // Port-forward (item 5): containerd's PortForward enters the pod's network namespace and
@@ -148,20 +163,40 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
     // A container that exits on its own, then the pod is stopped: every kill containerd sends
     // to exited tasks must be taken as "already finished".
     let quick = client
-        .create_container(&pod, &cri::container_config("quick", IMAGE, &["true"]), &pod_config)
+        .create_container(
+            &pod,
+            &cri::container_config("quick", IMAGE, &["true"]),
+            &pod_config,
+        )
         .expect("CreateContainer quick");
-    client.start_container(&quick).expect("StartContainer quick");
+    client
+        .start_container(&quick)
+        .expect("StartContainer quick");
     let exited = poll(Duration::from_secs(30), || {
         client.container_state(&quick).ok() == Some(cri::CONTAINER_EXITED)
     });
     assert!(exited, "quick never exited");
-    client.stop_container(&quick, 2).expect("StopContainer of an exited container");
+    client
+        .stop_container(&quick, 2)
+        .expect("StopContainer of an exited container");
     // The pod's own (pause) container dies on its own too, just before the kubelet stops the
     // pod: containerd's kill of it must meet runc's "container not running".
     let root = c.work.kata_root().join("k8s.io");
-    let out = c.work.kata(&root, &["kill", &pod, "KILL"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = c.work.kata(&root, &["kill", &pod, "KILL"]).output().unwrap();
+    let out = c
+        .work
+        .kata(&root, &["kill", &pod, "KILL"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .work
+        .kata(&root, &["kill", &pod, "KILL"])
+        .output()
+        .unwrap();
     let stopped_kill = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success() || stopped_kill.contains("container not running"),
@@ -174,7 +209,9 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
     });
     assert!(noticed, "main did not exit with its pod");
     std::thread::sleep(Duration::from_secs(1));
-    client.stop_pod_sandbox(&pod).expect("StopPodSandbox after the pod's containers exited");
+    client
+        .stop_pod_sandbox(&pod)
+        .expect("StopPodSandbox after the pod's containers exited");
     client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     drop(client);
     c.finish();
@@ -185,7 +222,10 @@ fn cri_exec_timeout_and_a_container_that_exits_on_its_own() {
 /// host disk in the VM.
 #[test]
 fn cri_privileged_pods_start_without_the_hosts_disks() {
-    for (n, options) in ["", "privileged_without_host_devices = true"].iter().enumerate() {
+    for (n, options) in ["", "privileged_without_host_devices = true"]
+        .iter()
+        .enumerate()
+    {
         let bridge = if n == 0 { "ktcni2" } else { "ktcni3" };
         let dir = cni_dir(&format!("priv{n}"), bridge, 2 + n as u8);
         let _bridge = Bridge(bridge, dir.clone());
@@ -209,12 +249,18 @@ fn cri_privileged_pods_start_without_the_hosts_disks() {
             .exec_sync(&id, &["grep", "CapEff", "/proc/self/status"])
             .expect("ExecSync");
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("000001ff") || out.contains("ffffffff"), "{out}");
+        assert!(
+            out.contains("000001ff") || out.contains("ffffffff"),
+            "{out}"
+        );
         // The guest has no disk of its own (initramfs root, shared folder over 9p): any
         // virtio, SCSI or NVMe disk in it would be one of the host's.
         let (out, err, code) = client.exec_sync(&id, &["ls", "/sys/block"]).unwrap();
         assert_eq!(code, 0, "{err}");
-        println!("privileged pod ({options:?}): guest block devices: {}", out.trim());
+        println!(
+            "privileged pod ({options:?}): guest block devices: {}",
+            out.trim()
+        );
         assert!(
             !out.split_whitespace()
                 .any(|d| d.starts_with("vd") || d.starts_with("sd") || d.starts_with("nvme")),
@@ -247,15 +293,32 @@ fn cri_privileged_volumes_propagation_and_read_only() {
     std::fs::create_dir_all(&sub).unwrap();
     std::fs::create_dir_all(vols.join("rw")).unwrap();
     let sh = |cmd: String| {
-        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    sh(format!("mount --bind {0} {0} && mount --make-shared {0}", vols.display()));
-    sh(format!("mount -t tmpfs -o size=1m kt-ro-sub {}", sub.display()));
+    sh(format!(
+        "mount --bind {0} {0} && mount --make-shared {0}",
+        vols.display()
+    ));
+    sh(format!(
+        "mount -t tmpfs -o size=1m kt-ro-sub {}",
+        sub.display()
+    ));
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-R").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-R")
+                .arg(&self.0)
+                .status();
         }
     }
     let _vols = Unmount(vols.clone());
@@ -268,20 +331,39 @@ fn cri_privileged_volumes_propagation_and_read_only() {
         .run_pod_sandbox(&pod_config, CRI_HANDLER)
         .expect("privileged RunPodSandbox");
     let mut config = cri::privileged_container_config("vols", IMAGE, &["sleep", "1000"]);
-    let mount = |path: &str, host: &std::path::Path, readonly: bool, p: pb::MountPropagation| {
-        pb::Mount {
+    let mount =
+        |path: &str, host: &std::path::Path, readonly: bool, p: pb::MountPropagation| pb::Mount {
             container_path: path.into(),
             host_path: host.display().to_string(),
             readonly,
             propagation: p as i32,
             ..Default::default()
-        }
-    };
+        };
     config.mounts = vec![
-        mount("/private", &vols.join("rw"), false, pb::MountPropagation::PropagationPrivate),
-        mount("/slave", &vols.join("rw"), false, pb::MountPropagation::PropagationHostToContainer),
-        mount("/bidir", &vols.join("rw"), false, pb::MountPropagation::PropagationBidirectional),
-        mount("/ro", &vols.join("ro"), true, pb::MountPropagation::PropagationPrivate),
+        mount(
+            "/private",
+            &vols.join("rw"),
+            false,
+            pb::MountPropagation::PropagationPrivate,
+        ),
+        mount(
+            "/slave",
+            &vols.join("rw"),
+            false,
+            pb::MountPropagation::PropagationHostToContainer,
+        ),
+        mount(
+            "/bidir",
+            &vols.join("rw"),
+            false,
+            pb::MountPropagation::PropagationBidirectional,
+        ),
+        mount(
+            "/ro",
+            &vols.join("ro"),
+            true,
+            pb::MountPropagation::PropagationPrivate,
+        ),
     ];
     let id = client
         .create_container(&pod, &config, &pod_config)
@@ -292,8 +374,12 @@ fn cri_privileged_volumes_propagation_and_read_only() {
     let (out, err, code) = client
         .exec_sync(
             &id,
-            &["sh", "-c", "for d in /private /slave /bidir /ro /ro/sub; do \
-                 touch $d/probe 2>/dev/null && echo $d writable || echo $d read-only; done"],
+            &[
+                "sh",
+                "-c",
+                "for d in /private /slave /bidir /ro /ro/sub; do \
+                 touch $d/probe 2>/dev/null && echo $d writable || echo $d read-only; done",
+            ],
         )
         .expect("ExecSync");
     assert_eq!(code, 0, "{err}");
@@ -306,7 +392,10 @@ fn cri_privileged_volumes_propagation_and_read_only() {
     ] {
         assert!(out.lines().any(|l| l == want), "{want}: {out}");
     }
-    assert!(sub.join("probe").exists(), "the write reached the host's tmpfs");
+    assert!(
+        sub.join("probe").exists(),
+        "the write reached the host's tmpfs"
+    );
     client.stop_container(&id, 2).expect("StopContainer");
     client.stop_pod_sandbox(&pod).expect("StopPodSandbox");
     client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");

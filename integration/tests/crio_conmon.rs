@@ -15,14 +15,20 @@ use std::time::Duration;
 
 fn sh(cmd: &str) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn host_network_snapshot() -> String {
     let out = Command::new("sh")
         .arg("-c")
-        .arg("ip -d link show; ip addr show; ip route show table all; tc qdisc show; \
-              for l in /sys/class/net/*; do echo $l $(readlink $l/device/driver); done")
+        .arg(
+            "ip -d link show; ip addr show; ip route show table all; tc qdisc show; \
+              for l in /sys/class/net/*; do echo $l $(readlink $l/device/driver); done",
+        )
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -45,7 +51,10 @@ impl Pins {
             files.push(f);
         }
         if host_network {
-            sh(&format!("mount --bind /proc/self/ns/net {}", files[0].display()));
+            sh(&format!(
+                "mount --bind /proc/self/ns/net {}",
+                files[0].display()
+            ));
             sh(&format!(
                 "unshare --ipc={} --uts={} true",
                 files[1].display(),
@@ -120,28 +129,37 @@ fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, Str
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let (read_end, write_end) = (fds[0], fds[1]);
     let mut cmd = Command::new("conmon");
-    cmd.args(["-b", bundle.to_str().unwrap(), "-c", id, "-u", id, "-n", "k8s_POD_crio-pod"])
-        .arg("--exit-dir")
-        .arg(&exits)
-        .arg("-l")
-        .arg(w.path().join("logs").join(format!("{id}.ctr.log")))
-        .args(["--log-level", "info"])
-        .arg("-P")
-        .arg(persist.join("conmon-pidfile"))
-        .arg("-p")
-        .arg(bundle.join("pidfile"))
-        .arg("--persist-dir")
-        .arg(&persist)
-        .arg("-r")
-        .arg(w.runtime())
-        .arg("--runtime-arg")
-        .arg(format!("--root={}", root.display()))
-        .arg("--socket-dir-path")
-        .arg(&sockets)
-        .env("_OCI_SYNCPIPE", "3")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-b",
+        bundle.to_str().unwrap(),
+        "-c",
+        id,
+        "-u",
+        id,
+        "-n",
+        "k8s_POD_crio-pod",
+    ])
+    .arg("--exit-dir")
+    .arg(&exits)
+    .arg("-l")
+    .arg(w.path().join("logs").join(format!("{id}.ctr.log")))
+    .args(["--log-level", "info"])
+    .arg("-P")
+    .arg(persist.join("conmon-pidfile"))
+    .arg("-p")
+    .arg(bundle.join("pidfile"))
+    .arg("--persist-dir")
+    .arg(&persist)
+    .arg("-r")
+    .arg(w.runtime())
+    .arg("--runtime-arg")
+    .arg(format!("--root={}", root.display()))
+    .arg("--socket-dir-path")
+    .arg(&sockets)
+    .env("_OCI_SYNCPIPE", "3")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     // SAFETY: only dup2/close between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -162,14 +180,19 @@ fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, Str
     // SAFETY: our copy of the write end; conmon and its children keep theirs.
     unsafe { libc::close(write_end) };
     // SAFETY: the read end is ours alone from here.
-    let mut sync = unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(read_end) };
+    let mut sync =
+        unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(read_end) };
     let status = e2e_tests::wait_timeout(&mut child, Duration::from_secs(120));
     let mut message = String::new();
     // conmon's monitor keeps the pipe open while the container lives: read what is there.
     let mut buf = [0u8; 4096];
     let n = {
         let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sync);
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: poll on one valid descriptor.
         if unsafe { libc::poll(&mut p, 1, 30_000) } > 0 {
             sync.read(&mut buf).unwrap_or(0)
@@ -193,7 +216,10 @@ fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
     let (code, sync) = conmon_create(&w, &root, &b, "hostnet");
     println!("conmon create of a host-network pod: exit {code}, sync pipe {sync}");
     let v: serde_json::Value = serde_json::from_str(sync.trim()).unwrap_or_default();
-    assert!(v["pid"].as_i64().unwrap_or(0) < 0, "create must fail: {sync}");
+    assert!(
+        v["pid"].as_i64().unwrap_or(0) < 0,
+        "create must fail: {sync}"
+    );
     let msg = v["message"].as_str().unwrap_or_default();
     assert!(msg.contains("host"), "{msg}");
     assert_eq!(msg.trim().lines().count(), 1, "one line: {msg:?}");
@@ -203,25 +229,45 @@ fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
     });
     let (_, sync) = conmon_create(&w, &root, &b, "hostnet");
     let v: serde_json::Value = serde_json::from_str(sync.trim()).unwrap_or_default();
-    assert!(v["pid"].as_i64().unwrap_or(0) < 0, "create must fail: {sync}");
     assert!(
-        v["message"].as_str().unwrap_or_default().contains("host's own namespace"),
+        v["pid"].as_i64().unwrap_or(0) < 0,
+        "create must fail: {sync}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host's own namespace"),
         "{sync}"
     );
     drop(pins);
     let out = w.kata(&root, &["list", "-q"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "state left");
-    assert_eq!(host_network_snapshot(), before, "the host's network changed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "state left"
+    );
+    assert_eq!(
+        host_network_snapshot(),
+        before,
+        "the host's network changed"
+    );
 
     // A pod of its own, every namespace pinned: conmon creates it, it runs, it goes.
     let pins = Pins::new(&w.path().join("pins-pod"), false);
     let b = pause_bundle(&w, "crio-pod", &pins, false);
     let (code, sync) = conmon_create(&w, &root, &b, "crio-pod");
     let v: serde_json::Value = serde_json::from_str(sync.trim()).unwrap_or_default();
-    assert!(v["pid"].as_i64().unwrap_or(0) > 0, "create: exit {code}, {sync}");
+    assert!(
+        v["pid"].as_i64().unwrap_or(0) > 0,
+        "create: exit {code}, {sync}"
+    );
     let run = |args: &[&str]| {
         let out = w.kata(&root, args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     run(&["start", "crio-pod"]);
@@ -230,6 +276,10 @@ fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
     run(&["kill", "crio-pod", "KILL"]);
     run(&["delete", "--force", "crio-pod"]);
     drop(pins);
-    assert_eq!(host_network_snapshot(), before, "the host's network changed");
+    assert_eq!(
+        host_network_snapshot(),
+        before,
+        "the host's network changed"
+    );
     w.assert_no_leaks(&[root, w.path().join("vm"), w.path().join("shared")]);
 }

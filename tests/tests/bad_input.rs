@@ -56,12 +56,7 @@ fn malformed_config_json() {
 #[test]
 fn unknown_ids() {
     let env = Env::new();
-    for verb in [
-        &["state"][..],
-        &["start"],
-        &["kill"],
-        &["delete"],
-    ] {
+    for verb in [&["state"][..], &["start"], &["kill"], &["delete"]] {
         let mut args = verb.to_vec();
         args.push("nosuch");
         assert_refused(&env, &args, &format!("{verb:?} of an unknown id"));

@@ -202,7 +202,9 @@ fn kata_check_and_kata_env() {
     );
     // kata-env reports the accelerator VMs will use, the same as kata-check's, with the
     // reason; `host.kvm` is whether that is KVM, not whether /dev/kvm exists (issue 17, 14).
-    let used = v["hypervisor"]["accelerator_used"].as_str().unwrap_or_default();
+    let used = v["hypervisor"]["accelerator_used"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         accel.contains(&format!(": {used}")) && !used.is_empty(),
         "kata-env {used:?} vs kata-check {accel:?}"

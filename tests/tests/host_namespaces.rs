@@ -20,9 +20,11 @@ fn sh(cmd: &str) -> String {
 /// What a host-network pod must never change: links with details, addresses, every routing
 /// table, qdiscs and ingress filters, the driver each NIC is bound to.
 fn host_network_snapshot() -> String {
-    sh("ip -d link show; ip addr show; ip route show table all; ip -6 route show table all; \
+    sh(
+        "ip -d link show; ip addr show; ip route show table all; ip -6 route show table all; \
         tc qdisc show; for l in /sys/class/net/*; do echo $l $(readlink $l/device/driver); done; \
-        ls -l /sys/bus/pci/drivers/vfio-pci 2>&1")
+        ls -l /sys/bus/pci/drivers/vfio-pci 2>&1",
+    )
 }
 
 fn refused(env: &Env, bundle: &Path, id: &str, want: &str) {
@@ -34,7 +36,11 @@ fn refused(env: &Env, bundle: &Path, id: &str, want: &str) {
     assert_eq!(out.code(), 1, "{id}: {}", out.stderr);
     let lines: Vec<&str> = out.stderr.trim().lines().collect();
     assert_eq!(lines.len(), 1, "{id}: one line wanted: {lines:?}");
-    assert!(out.stderr.contains(want), "{id}: want {want:?} in {}", out.stderr);
+    assert!(
+        out.stderr.contains(want),
+        "{id}: want {want:?} in {}",
+        out.stderr
+    );
     env.assert_clean();
 }
 
@@ -73,7 +79,11 @@ fn host_network_and_ipc_are_refused_whatever_names_them() {
         .arg(&pin)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b = with_namespace(&env, "pinned", "network", pin.to_str());
     edit_spec(&b, |s| {
         s["annotations"] = json!({
@@ -81,15 +91,27 @@ fn host_network_and_ipc_are_refused_whatever_names_them() {
             "io.kubernetes.cri-o.SandboxID": "pinned",
         });
     });
-    let out = env.run(&["create", "--bundle", b.to_str().unwrap(), "pinned"], b"", T);
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "pinned"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("host's own namespace"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("host's own namespace"),
+        "{}",
+        out.stderr
+    );
     // The same pin with CRI-O's annotation, as CRI-O hands a host-network pod.
     edit_spec(&b, |s| {
         s["annotations"]["io.kubernetes.cri-o.HostNetwork"] = json!("true");
     });
-    let out = env.run(&["create", "--bundle", b.to_str().unwrap(), "pinned"], b"", T);
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "pinned"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("HostNetwork"), "{}", out.stderr);
@@ -142,5 +164,10 @@ fn namespace_paths_must_match_their_type() {
     let b = with_namespace(&env, "gone", "pid", Some("/proc/999999999/ns/pid"));
     refused(&env, &b, "gone", "does not exist");
     let b = with_namespace(&env, "netipc", "network", Some("/proc/self/ns/uts"));
-    refused(&env, &b, "netipc", "is a uts namespace, not a network namespace");
+    refused(
+        &env,
+        &b,
+        "netipc",
+        "is a uts namespace, not a network namespace",
+    );
 }

@@ -13,8 +13,16 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(120);
 
 fn sh(cmd: &str) -> String {
-    let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -54,7 +62,9 @@ impl Loops {
 impl Drop for Loops {
     fn drop(&mut self) {
         for d in &self.0 {
-            let _ = std::process::Command::new("losetup").args(["-d", d]).status();
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", d])
+                .status();
         }
     }
 }
@@ -65,7 +75,11 @@ fn vm_devices_the_host_does_not_have() {
     let env = Env::new();
     let b = env.bundle(
         "nodes",
-        &["sh", "-c", "stat -c '%n %F %t:%T %a %u:%g' /dev/fake-blk /dev/fake-chr /dev/fake-fifo"],
+        &[
+            "sh",
+            "-c",
+            "stat -c '%n %F %t:%T %a %u:%g' /dev/fake-blk /dev/fake-chr /dev/fake-fifo",
+        ],
     );
     edit_spec(&b, |s| {
         s["linux"]["devices"] = json!([
@@ -83,8 +97,14 @@ fn vm_devices_the_host_does_not_have() {
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "nodes"], b"", T);
     let text = out.stdout_str();
     assert_eq!(out.code(), 0, "{text} {}", out.stderr);
-    assert!(text.contains("/dev/fake-blk block special file 8:29a 640 12:34"), "{text}");
-    assert!(text.contains("/dev/fake-chr character special file f0:7 600 5:6"), "{text}");
+    assert!(
+        text.contains("/dev/fake-blk block special file 8:29a 640 12:34"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/dev/fake-chr character special file f0:7 600 5:6"),
+        "{text}"
+    );
     assert!(text.contains("/dev/fake-fifo fifo"), "{text}");
     env.assert_clean();
 }
@@ -105,9 +125,23 @@ fn vm_many_host_disks_and_privileged_specs() {
             "io.kubernetes.cri.sandbox-id": "disks"
         });
     });
-    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "disks"], b"", T);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "disks"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 0, "five host disks: {}", out.stderr);
-    let out = env.run(&["exec", "disks", "sh", "-c", "for d in b c d e f; do head -c 12 /dev/xvd$d; echo; done"], b"", T);
+    let out = env.run(
+        &[
+            "exec",
+            "disks",
+            "sh",
+            "-c",
+            "for d in b c d e f; do head -c 12 /dev/xvd$d; echo; done",
+        ],
+        b"",
+        T,
+    );
     let text = out.stdout_str();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     for i in 0..5 {
@@ -125,10 +159,18 @@ fn vm_many_host_disks_and_privileged_specs() {
             "io.kubernetes.cri.sandbox-id": "disks"
         });
     });
-    let out = env.run(&["create", "--bundle", m.to_str().unwrap(), "member"], b"", T);
+    let out = env.run(
+        &["create", "--bundle", m.to_str().unwrap(), "member"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("needs 5 hot-plugged block devices"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs 5 hot-plugged block devices"),
+        "{}",
+        out.stderr
+    );
     let out = env.run(&["state", "member"], b"", T);
     assert_eq!(out.code(), 1, "nothing of the member is left");
     assert_eq!(env.status("disks"), "running");
@@ -157,10 +199,25 @@ fn vm_many_host_disks_and_privileged_specs() {
 
 fn oci_caps() -> Vec<&'static str> {
     vec![
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
-        "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE",
-        "CAP_NET_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+        "CAP_SYS_CHROOT",
+        "CAP_MKNOD",
+        "CAP_AUDIT_WRITE",
+        "CAP_SETFCAP",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_PTRACE",
+        "CAP_NET_ADMIN",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
     ]
 }
 
@@ -177,18 +234,26 @@ fn vm_bind_mounts_named_by_options() {
     std::fs::write(ro_src.join("file"), "ro\n").unwrap();
     let b = env.bundle(
         "binds",
-        &["sh", "-c", "cat /data/hello; echo written > /data/out; \
+        &[
+            "sh",
+            "-c",
+            "cat /data/hello; echo written > /data/out; \
                        touch /rodata/x 2>/dev/null && echo ro-writable || echo ro-refused; \
                        cat /etc/injected; \
-                       grep -E ' /(data|rodata|shared|slave|unbindable) ' /proc/self/mountinfo"],
+                       grep -E ' /(data|rodata|shared|slave|unbindable) ' /proc/self/mountinfo",
+        ],
     );
     edit_spec(&b, |s| {
         let mounts = s["mounts"].as_array_mut().unwrap();
         mounts.push(json!({"destination": "/data", "source": src, "options": ["rbind", "rw"]}));
         mounts.push(json!({"destination": "/rodata", "source": ro_src, "options": ["bind", "ro", "private"]}));
-        mounts.push(json!({"destination": "/shared", "source": src, "options": ["rbind", "shared"]}));
-        mounts.push(json!({"destination": "/slave", "source": src, "options": ["rbind", "rslave"]}));
-        mounts.push(json!({"destination": "/unbindable", "source": src, "options": ["bind", "unbindable"]}));
+        mounts
+            .push(json!({"destination": "/shared", "source": src, "options": ["rbind", "shared"]}));
+        mounts
+            .push(json!({"destination": "/slave", "source": src, "options": ["rbind", "rslave"]}));
+        mounts.push(
+            json!({"destination": "/unbindable", "source": src, "options": ["bind", "unbindable"]}),
+        );
         mounts.push(json!({"destination": "/etc/injected", "source": src.join("hello"), "options": ["bind", "ro"]}));
     });
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "binds"], b"", T);
@@ -196,17 +261,26 @@ fn vm_bind_mounts_named_by_options() {
     assert_eq!(out.code(), 0, "{text} {}", out.stderr);
     assert!(text.contains("from the host"), "{text}");
     assert!(text.contains("ro-refused"), "{text}");
-    assert_eq!(std::fs::read_to_string(src.join("out")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(src.join("out")).unwrap(),
+        "written\n"
+    );
     let line = |dest: &str| {
         text.lines()
             .find(|l| l.split(' ').nth(4) == Some(dest))
             .unwrap_or_default()
             .to_string()
     };
-    assert!(text.contains("from the host\nwritten") || text.matches("from the host").count() == 2, "{text}");
+    assert!(
+        text.contains("from the host\nwritten") || text.matches("from the host").count() == 2,
+        "{text}"
+    );
     assert!(line("/shared").contains("shared:"), "{text}");
     // A slave of the guest's private share is private (as runc with a private source).
-    assert!(!line("/slave").is_empty() && !line("/slave").contains("shared:"), "{text}");
+    assert!(
+        !line("/slave").is_empty() && !line("/slave").contains("shared:"),
+        "{text}"
+    );
     assert!(line("/unbindable").contains("unbindable"), "{text}");
     assert!(!line("/rodata").contains("shared:"), "{text}");
     assert!(line("/rodata").contains(" ro"), "{text}");
@@ -221,7 +295,10 @@ fn vm_read_only_binds_recursive_or_not() {
     let env = Env::new();
     let vol = env.path().join("vol");
     std::fs::create_dir_all(vol.join("sub")).unwrap();
-    sh(&format!("mount -t tmpfs -o size=1m kt-sub {}", vol.join("sub").display()));
+    sh(&format!(
+        "mount -t tmpfs -o size=1m kt-sub {}",
+        vol.join("sub").display()
+    ));
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -231,9 +308,13 @@ fn vm_read_only_binds_recursive_or_not() {
     let _sub = Unmount(vol.join("sub"));
     let b = env.bundle(
         "ro",
-        &["sh", "-c", "for d in /ro /ro/sub /rro /rro/sub; do \
+        &[
+            "sh",
+            "-c",
+            "for d in /ro /ro/sub /rro /rro/sub; do \
                          touch $d/probe 2>/dev/null && echo $d writable || echo $d read-only; \
-                       done"],
+                       done",
+        ],
     );
     edit_spec(&b, |s| {
         let mounts = s["mounts"].as_array_mut().unwrap();
@@ -245,10 +326,18 @@ fn vm_read_only_binds_recursive_or_not() {
     let out = env.run(&["run", "--bundle", b.to_str().unwrap(), "ro"], b"", T);
     let text = out.stdout_str();
     assert_eq!(out.code(), 0, "{text} {}", out.stderr);
-    for want in ["/ro read-only", "/ro/sub writable", "/rro read-only", "/rro/sub read-only"] {
+    for want in [
+        "/ro read-only",
+        "/ro/sub writable",
+        "/rro read-only",
+        "/rro/sub read-only",
+    ] {
         assert!(text.lines().any(|l| l == want), "{want}: {text}");
     }
-    assert!(vol.join("sub/probe").exists(), "the write reached the host's tmpfs");
+    assert!(
+        vol.join("sub/probe").exists(),
+        "the write reached the host's tmpfs"
+    );
     assert!(!vol.join("probe").exists());
     drop(_sub);
     env.assert_clean();
@@ -267,7 +356,11 @@ fn vm_read_only_binds_recursive_or_not() {
 #[test]
 fn vm_rootfs_propagation_rshared_and_rslave() {
     let env = Env::new();
-    for (id, prop, want) in [("rshared", "rshared", "shared:"), ("rslave", "rslave", ""), ("rprivate", "rprivate", "")] {
+    for (id, prop, want) in [
+        ("rshared", "rshared", "shared:"),
+        ("rslave", "rslave", ""),
+        ("rprivate", "rprivate", ""),
+    ] {
         let b = env.bundle(id, &["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]);
         edit_spec(&b, |s| {
             s["linux"]["rootfsPropagation"] = json!(prop);

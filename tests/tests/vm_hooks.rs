@@ -36,17 +36,35 @@ fn vm_hooks_that_fail_or_do_not_read_their_stdin() {
         env.run(&all, b"", T)
     };
     let out = with_log(&["create", "--bundle", b.to_str().unwrap(), "hooked"]);
-    assert_eq!(out.code(), 0, "create with a hook that never reads: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "create with a hook that never reads: {}",
+        out.stderr
+    );
     assert_eq!(env.status("hooked"), "created");
     let out = with_log(&["start", "hooked"]);
-    assert_eq!(out.code(), 0, "start with a failing poststart hook: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "start with a failing poststart hook: {}",
+        out.stderr
+    );
     assert_eq!(env.status("hooked"), "running");
     // The hooks after the failing one still ran.
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "ran\n");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "ran\n"
+    );
     let out = with_log(&["kill", "hooked", "KILL"]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let out = with_log(&["delete", "--force", "hooked"]);
-    assert_eq!(out.code(), 0, "delete with a failing poststop hook: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "delete with a failing poststop hook: {}",
+        out.stderr
+    );
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap_or_default(),
         "ran\nran\n"
@@ -64,7 +82,11 @@ fn vm_hooks_that_fail_or_do_not_read_their_stdin() {
     edit_spec(&b, |s| {
         s["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
     });
-    let out = env.run(&["create", "--bundle", b.to_str().unwrap(), "badhook"], b"", T);
+    let out = env.run(
+        &["create", "--bundle", b.to_str().unwrap(), "badhook"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     env.assert_clean();

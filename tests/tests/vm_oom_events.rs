@@ -21,11 +21,19 @@ fn vm_oom_kill_is_an_oom_event() {
     )
     .unwrap();
     edit_spec(&b, |s| {
-        s["linux"]["resources"] = json!({"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}});
+        s["linux"]["resources"] =
+            json!({"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}});
     });
     let pid_file = env.path().join("hog.pid");
     let out = env.run(
-        &["create", "--pid-file", pid_file.to_str().unwrap(), "--bundle", b.to_str().unwrap(), "hog"],
+        &[
+            "create",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            b.to_str().unwrap(),
+            "hog",
+        ],
         b"",
         T,
     );
@@ -48,7 +56,10 @@ fn vm_oom_kill_is_an_oom_event() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let start = Instant::now();
     while env.status("hog") != "stopped" {
-        assert!(start.elapsed() < Duration::from_secs(60), "the hog was never killed");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the hog was never killed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let status = e2e_tests::wait_timeout(&mut events, Duration::from_secs(30));

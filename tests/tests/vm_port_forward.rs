@@ -16,7 +16,11 @@ const T: Duration = Duration::from_secs(120);
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -59,7 +63,8 @@ impl PodNs {
             let ns = std::fs::File::open(&path).unwrap();
             nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
             conn.write_all(&request).unwrap();
             conn.shutdown(std::net::Shutdown::Write).unwrap();
             let mut answer = Vec::new();
@@ -96,14 +101,21 @@ fn vm_port_forward_reaches_the_pods_server() {
             }
         }
     });
-    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "web"], b"", T);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "web"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 0, "{}", out.stderr);
 
     let started = std::time::Instant::now();
     let page = pod.dial(8080, b"GET /index.html HTTP/1.0\r\n\r\n");
     println!("port-forward: first page in {:?}", started.elapsed());
     let text = String::from_utf8_lossy(&page);
-    assert!(text.starts_with("HTTP/1.") && text.ends_with("hello from the VM\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.") && text.ends_with("hello from the VM\n"),
+        "{text}"
+    );
     let answers: Vec<Vec<u8>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..3)
             .map(|_| s.spawn(|| pod.dial(8080, b"GET /big.bin HTTP/1.0\r\n\r\n")))
@@ -112,15 +124,27 @@ fn vm_port_forward_reaches_the_pods_server() {
     });
     for a in answers {
         assert!(a.len() > big.len(), "short answer: {} bytes", a.len());
-        assert_eq!(&a[a.len() - big.len()..], &big[..], "1 MiB came back altered");
+        assert_eq!(
+            &a[a.len() - big.len()..],
+            &big[..],
+            "1 MiB came back altered"
+        );
     }
     // Nobody listens on 8081 in the VM: the connection is closed without an answer.
     assert!(pod.dial(8081, b"hello?").is_empty());
     // Nothing new listens on the host's side.
-    assert_eq!(sh("ss -ltnH"), host_listeners, "a listener appeared outside the pod");
+    assert_eq!(
+        sh("ss -ltnH"),
+        host_listeners,
+        "a listener appeared outside the pod"
+    );
 
     let out = env.run(&["delete", "--force", "web"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    assert_eq!(pod.snapshot(), before, "the pod's namespace was not restored");
+    assert_eq!(
+        pod.snapshot(),
+        before,
+        "the pod's namespace was not restored"
+    );
     env.assert_clean();
 }

@@ -18,17 +18,28 @@ fn refused_with(env: &Env, args: &[&str], words: &str) {
     all.extend_from_slice(args);
     let out = env.run(&all, b"", T);
     assert_eq!(out.code(), 1, "{args:?}: {}", out.stderr);
-    assert!(out.stderr.contains(words), "{args:?}: want {words:?} in {}", out.stderr);
-    assert_eq!(out.stderr.trim().lines().count(), 1, "{args:?}: {}", out.stderr);
+    assert!(
+        out.stderr.contains(words),
+        "{args:?}: want {words:?} in {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim().lines().count(),
+        1,
+        "{args:?}: {}",
+        out.stderr
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let last_error = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "error")
-        .last()
+        .rfind(|v| v["level"] == "error")
         .unwrap_or_default();
     assert!(
-        last_error["msg"].as_str().unwrap_or_default().contains(words),
+        last_error["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(words),
         "{args:?}: log.json: {text}"
     );
 }
@@ -38,15 +49,31 @@ fn vm_errors_carry_runcs_words() {
     let env = Env::new();
     // A running container.
     let b = env.bundle("box", &["sleep", "1000"]);
-    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "box"], b"", T);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "box"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    refused_with(&env, &["start", "box"], "cannot start an already running container");
+    refused_with(
+        &env,
+        &["start", "box"],
+        "cannot start an already running container",
+    );
     refused_with(&env, &["delete", "box"], "cannot delete");
     refused_with(&env, &["resume", "box"], "container not paused");
     let out = env.run(&["pause", "box"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    refused_with(&env, &["exec", "box", "true"], "cannot exec in a paused container");
-    refused_with(&env, &["start", "box"], "cannot start a container in the paused state");
+    refused_with(
+        &env,
+        &["exec", "box", "true"],
+        "cannot exec in a paused container",
+    );
+    refused_with(
+        &env,
+        &["start", "box"],
+        "cannot start a container in the paused state",
+    );
     refused_with(&env, &["pause", "box"], "container not running");
     let out = env.run(&["resume", "box"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
@@ -64,8 +91,16 @@ fn vm_errors_carry_runcs_words() {
     // containerd's kill --all of a stopped container is fine, as with runc.
     let out = env.run(&["kill", "--all", "box", "9"], b"", T);
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    refused_with(&env, &["start", "box"], "cannot start a container that has stopped");
-    refused_with(&env, &["exec", "box", "true"], "cannot exec in a stopped container");
+    refused_with(
+        &env,
+        &["start", "box"],
+        "cannot start a container that has stopped",
+    );
+    refused_with(
+        &env,
+        &["exec", "box", "true"],
+        "cannot exec in a stopped container",
+    );
     refused_with(&env, &["pause", "box"], "container not running");
     refused_with(&env, &["resume", "box"], "container not paused");
     let out = env.run(&["delete", "box"], b"", T);

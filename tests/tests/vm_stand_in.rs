@@ -51,7 +51,11 @@ fn gone_after(env: &Env, in_container: &str, needle: &str, since: Instant) -> Du
 fn vm_exec_dies_with_its_shim() {
     let env = Env::new();
     let b = env.bundle("box", &["sleep", "1000"]);
-    let out = env.run(&["run", "-d", "--bundle", b.to_str().unwrap(), "box"], b"", T);
+    let out = env.run(
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "box"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 0, "run -d: {}", out.stderr);
 
     let direct = env.path().join("direct.pid");
@@ -67,7 +71,10 @@ fn vm_exec_dies_with_its_shim() {
         assert_eq!(out.code(), 0, "exec -d: {}", out.stderr);
     }
     let seen = guest_commands(&env, "box");
-    assert!(seen.contains("sleep 4321") && seen.contains("sleep 4322"), "{seen}");
+    assert!(
+        seen.contains("sleep 4321") && seen.contains("sleep 4322"),
+        "{seen}"
+    );
 
     let killed = Instant::now();
     kill9(pid_file(&direct));
@@ -105,7 +112,11 @@ fn vm_container_process_dies_with_its_shim() {
         });
         no_pid_ns(s);
     });
-    let out = env.run(&["run", "-d", "--bundle", sb.to_str().unwrap(), "pod"], b"", T);
+    let out = env.run(
+        &["run", "-d", "--bundle", sb.to_str().unwrap(), "pod"],
+        b"",
+        T,
+    );
     assert_eq!(out.code(), 0, "run -d pod: {}", out.stderr);
     let mb = env.bundle("member", &["sleep", "4444"]);
     edit_spec(&mb, |s| {

@@ -18,9 +18,9 @@ pub fn requested_port(args: &[String]) -> Option<Result<u16, String>> {
                 .filter(|p| *p > 0)
                 .ok_or_else(|| format!("{program}: bad port {port:?}")),
         ),
-        [program, ..] if program == protocols::PORT_FORWARD_PROGRAM => Some(Err(format!(
-            "usage: {program} PORT"
-        ))),
+        [program, ..] if program == protocols::PORT_FORWARD_PROGRAM => {
+            Some(Err(format!("usage: {program} PORT")))
+        }
         _ => None,
     }
 }

@@ -43,7 +43,10 @@ pub fn run(hooks: Option<&Hooks>, stage: Stage, state: &OciState) -> Result<()> 
             (Ok(()), _) => {}
             (Err(e), Stage::CreateRuntime) => return Err(e),
             (Err(e), Stage::Poststart | Stage::Poststop) => {
-                log::warn!("container {}: {e} (ignored: the container goes on)", state.id)
+                log::warn!(
+                    "container {}: {e} (ignored: the container goes on)",
+                    state.id
+                )
             }
         }
     }

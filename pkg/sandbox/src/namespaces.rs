@@ -31,9 +31,7 @@ fn namespaces(spec: &Spec) -> Vec<LinuxNamespace> {
 }
 
 fn given_path(ns: &LinuxNamespace) -> Option<&Path> {
-    ns.path()
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty())
+    ns.path().as_deref().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// The spec's name of a namespace type (`network`, `ipc`...).
@@ -191,7 +189,10 @@ mod tests {
             serde_json::json!({}),
         );
         let e = check_paths(&wrong).unwrap_err().to_string();
-        assert!(e.contains("is a ipc namespace, not a cgroup namespace"), "{e}");
+        assert!(
+            e.contains("is a ipc namespace, not a cgroup namespace"),
+            "{e}"
+        );
         let file = spec(
             serde_json::json!([{"type": "uts", "path": "/proc/self/status"}]),
             serde_json::json!({}),

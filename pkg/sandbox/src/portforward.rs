@@ -152,7 +152,10 @@ fn remove_rules(sandbox_id: &str, netns: &Path) {
             };
             let mut args = vec!["-t".to_string(), "nat".into(), "-D".into()];
             // -S quotes the comment ("kata-pf:x"); iptables wants it bare.
-            args.extend(rest.split_whitespace().map(|a| a.trim_matches('"').to_string()));
+            args.extend(
+                rest.split_whitespace()
+                    .map(|a| a.trim_matches('"').to_string()),
+            );
             iptables(&args)?;
         }
         Ok(())
