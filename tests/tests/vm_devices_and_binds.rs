@@ -73,12 +73,17 @@ impl Drop for Loops {
 #[test]
 fn vm_devices_the_host_does_not_have() {
     let env = Env::new();
+    let free_loop: u32 = sh("losetup -f")
+        .trim_start_matches("/dev/loop")
+        .parse()
+        .unwrap();
     let b = env.bundle(
         "nodes",
         &[
             "sh",
             "-c",
-            "stat -c '%n %F %t:%T %a %u:%g' /dev/fake-blk /dev/fake-chr /dev/fake-fifo",
+            "stat -c '%n %F %t:%T %a %u:%g' /dev/fake-blk /dev/fake-chr /dev/fake-fifo \
+             /dev/empty-loop",
         ],
     );
     edit_spec(&b, |s| {
@@ -87,7 +92,10 @@ fn vm_devices_the_host_does_not_have() {
              "fileMode": 0o640, "uid": 12, "gid": 34},
             {"path": "/dev/fake-chr", "type": "c", "major": 240, "minor": 7,
              "fileMode": 0o600, "uid": 5, "gid": 6},
-            {"path": "/dev/fake-fifo", "type": "p", "fileMode": 0o644}
+            {"path": "/dev/fake-fifo", "type": "p", "fileMode": 0o644},
+            // A loop device with nothing attached: a node, nothing to hot-plug.
+            {"path": "/dev/empty-loop", "type": "b", "major": 7, "minor": free_loop,
+             "fileMode": 0o600}
         ]);
     });
     assert!(
@@ -106,6 +114,13 @@ fn vm_devices_the_host_does_not_have() {
         "{text}"
     );
     assert!(text.contains("/dev/fake-fifo fifo"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "/dev/empty-loop block special file 7:{free_loop:x} 600"
+        )),
+        "{text} {}",
+        out.stderr
+    );
     env.assert_clean();
 }
 

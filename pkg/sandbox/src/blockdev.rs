@@ -148,8 +148,14 @@ pub(crate) fn plug(
 }
 
 /// The host's node of block device `major:minor` (from /sys/dev/block/M:m/uevent); None when
-/// the host has no such device.
+/// the host has no such device, or one with nothing behind it (size 0: an unattached loop
+/// device, an empty drive), which a VM could not open either: the container then gets a node
+/// with the spec's numbers, as with runc.
 pub(crate) fn host_device(major: i64, minor: i64) -> Option<PathBuf> {
+    let size = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/size")).ok()?;
+    if size.trim() == "0" {
+        return None;
+    }
     let uevent = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/uevent"));
     let text = std::fs::read_to_string(uevent).ok()?;
     let name = text
