@@ -292,23 +292,11 @@ fn cri_privileged_volumes_propagation_and_read_only() {
     let sub = vols.join("ro/sub");
     std::fs::create_dir_all(&sub).unwrap();
     std::fs::create_dir_all(vols.join("rw")).unwrap();
-    let sh = |cmd: String| {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sh(format!(
+    e2e_tests::sh(&format!(
         "mount --bind {0} {0} && mount --make-shared {0}",
         vols.display()
     ));
-    sh(format!(
+    e2e_tests::sh(&format!(
         "mount -t tmpfs -o size=1m kt-ro-sub {}",
         sub.display()
     ));

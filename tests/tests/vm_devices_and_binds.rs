@@ -5,26 +5,12 @@
 //! sandbox's VM can take is refused before anything is made; a mount without a type whose
 //! options say `bind`/`rbind` is a bind mount, with its propagation.
 
-use e2e_tests::{edit_spec, Env};
+use e2e_tests::{edit_spec, sh, Env};
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(120);
-
-fn sh(cmd: &str) -> String {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// Loop devices attached to small image files; detached on drop.
 struct Loops(Vec<String>);
@@ -37,7 +23,11 @@ impl Loops {
             let mut data = format!("DISK-{i}-MAGIC").into_bytes();
             data.resize(1 << 20, 0);
             std::fs::write(&img, &data).unwrap();
-            devices.push(sh(&format!("losetup -f --show {}", img.display())));
+            devices.push(
+                sh(&format!("losetup -f --show {}", img.display()))
+                    .trim()
+                    .to_string(),
+            );
         }
         Loops(devices)
     }
@@ -74,6 +64,7 @@ impl Drop for Loops {
 fn vm_devices_the_host_does_not_have() {
     let env = Env::new();
     let free_loop: u32 = sh("losetup -f")
+        .trim()
         .trim_start_matches("/dev/loop")
         .parse()
         .unwrap();

@@ -5,7 +5,7 @@
 //! closed connection; nothing listens outside the pod's namespace; delete leaves the
 //! namespace as it was (its nat table included).
 
-use e2e_tests::{edit_spec, Env};
+use e2e_tests::{edit_spec, sh, Env};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -13,16 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(120);
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A pod namespace as CNI leaves it (loopback up, as its loopback plugin does): a veth pair
 /// whose eth0 has the pod's address, both ends

@@ -2,6 +2,7 @@
 //! the mount helpers shared by the container setup and the storage handlers.
 
 use nix::mount::{mount, MsFlags};
+use oci::mount_attrs::RecursiveAttrs;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,94 +34,6 @@ pub struct MountOptions {
     pub recursive: RecursiveAttrs,
 }
 
-#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
-pub struct RecursiveAttrs {
-    pub set: u64,
-    pub clear: u64,
-}
-
-impl RecursiveAttrs {
-    pub fn is_empty(&self) -> bool {
-        self.set == 0 && self.clear == 0
-    }
-}
-
-// linux/mount.h
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-const MOUNT_ATTR_ATIME: u64 = 0x70;
-const MOUNT_ATTR_RELATIME: u64 = 0x0;
-const MOUNT_ATTR_NOATIME: u64 = 0x10;
-const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
-const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
-
-/// (clear, set) of a recursive option, as runc 1.1 defines them.
-fn recursive_option(opt: &str) -> Option<(u64, u64)> {
-    Some(match opt {
-        "rro" => (0, MOUNT_ATTR_RDONLY),
-        "rrw" => (MOUNT_ATTR_RDONLY, 0),
-        "rnosuid" => (0, MOUNT_ATTR_NOSUID),
-        "rsuid" => (MOUNT_ATTR_NOSUID, 0),
-        "rnodev" => (0, MOUNT_ATTR_NODEV),
-        "rdev" => (MOUNT_ATTR_NODEV, 0),
-        "rnoexec" => (0, MOUNT_ATTR_NOEXEC),
-        "rexec" => (MOUNT_ATTR_NOEXEC, 0),
-        "rnodiratime" => (0, MOUNT_ATTR_NODIRATIME),
-        "rdiratime" => (MOUNT_ATTR_NODIRATIME, 0),
-        "rrelatime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_RELATIME),
-        "rnorelatime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_NOATIME),
-        "rnoatime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_NOATIME),
-        "ratime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_RELATIME),
-        "rstrictatime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_STRICTATIME),
-        "rnostrictatime" => (MOUNT_ATTR_ATIME, MOUNT_ATTR_RELATIME),
-        "rnosymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
-        "rsymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
-        _ => return None,
-    })
-}
-
-/// mount_setattr(2) on `target` and every mount below it.
-pub fn set_recursive_attrs(target: &Path, attrs: RecursiveAttrs) -> Result<(), Error> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: attrs.set,
-        attr_clr: attrs.clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let err = |errno| Error::Mount {
-        source_desc: "recursive mount attributes".into(),
-        target: target.to_path_buf(),
-        errno,
-    };
-    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| err(nix::Error::EINVAL))?;
-    // SAFETY: mount_setattr with a valid C path and a mount_attr of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(err(nix::Error::last()));
-    }
-    Ok(())
-}
-
 impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
@@ -147,16 +60,7 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut data = Vec::new();
     for opt in options {
         let opt = opt.as_ref();
-        if let Some((clear, set)) = recursive_option(opt) {
-            // The later option wins; set and cleared bits never overlap (outside the atime
-            // field, which must be cleared whole to be set).
-            parsed.recursive.set &= !clear;
-            parsed.recursive.set |= set;
-            if clear == 0 {
-                parsed.recursive.clear &= !set;
-            } else {
-                parsed.recursive.clear |= clear;
-            }
+        if parsed.recursive.add(opt) {
             continue;
         }
         let (set, clear, prop) = match opt {
@@ -286,7 +190,11 @@ pub fn mount_with_options(
         )?;
     }
     if !opts.recursive.is_empty() {
-        set_recursive_attrs(target, opts.recursive)?;
+        oci::mount_attrs::set_recursive(target, opts.recursive).map_err(|errno| Error::Mount {
+            source_desc: "recursive mount attributes".into(),
+            target: target.to_path_buf(),
+            errno,
+        })?;
     }
     if !opts.propagation.is_empty() {
         do_mount(None, target, None, opts.propagation, "")?;
@@ -348,16 +256,13 @@ mod tests {
 
     #[test]
     fn recursive_options_are_attributes_not_data() {
-        let o = parse_options(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        let o = parse_options(&["rbind", "rro", "rnosuid"]);
         assert_eq!(o.data, "");
+        assert!(o.is_bind());
         assert_eq!(
             o.recursive.set,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+            oci::mount_attrs::MOUNT_ATTR_RDONLY | oci::mount_attrs::MOUNT_ATTR_NOSUID
         );
-        assert_eq!(o.recursive.clear, MOUNT_ATTR_ATIME);
-        let o = parse_options(&["rro", "rrw"]);
-        assert_eq!(o.recursive.set, 0);
-        assert_eq!(o.recursive.clear, MOUNT_ATTR_RDONLY);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod bundle;
 mod caps;
 mod hook;
 mod id;
+pub mod mount_attrs;
 mod privileged;
 
 pub use annotations::{container_type, is_pod_sandbox, ContainerType};

@@ -16,7 +16,6 @@
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -27,8 +26,6 @@ use crate::{Error, Result, Runtime};
 
 /// The forwarder's log in the VM folder.
 const LOG: &str = "port-forward.log";
-/// Where the forwarder's ready byte arrives.
-const READY_FD: i32 = 3;
 
 fn rule_tag(sandbox_id: &str) -> String {
     format!("kata-pf:{}", crate::short_name(sandbox_id))
@@ -50,8 +47,7 @@ pub(crate) fn start(
     vm_dir: &Path,
 ) -> Result<ProcessRef> {
     let exe = std::env::current_exe().map_err(spawn_err)?;
-    let (ready_r, ready_w): (OwnedFd, OwnedFd) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(spawn_err)?;
+    let ready = crate::procs::ReadyPipe::new().map_err(spawn_err)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -71,27 +67,13 @@ pub(crate) fn start(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    let ready_raw = ready_w.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (setsid, dup2) in the forked child.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if libc::dup2(ready_raw, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    ready.hand_to(&mut cmd);
     // Spawned from a thread inside the pod's namespace: the forwarder lives there.
     let mut child = network::netns::run_in(netns, move || cmd.spawn())
         .map_err(spawn_err)?
         .map_err(spawn_err)?;
-    drop(ready_w);
     let proc_ref = ProcessRef::of(child.id() as i32).ok_or_else(|| spawn_err("exited at once"))?;
-    let mut ready = std::fs::File::from(ready_r);
-    let ok = crate::procs::wait_readable(&ready, Duration::from_secs(10))
-        && matches!(std::io::Read::read(&mut ready, &mut [0u8; 1]), Ok(1));
-    if !ok {
+    if !ready.wait(Duration::from_secs(10)) {
         let _ = child.kill();
         let _ = child.wait();
         remove_rules(sandbox_id, netns);
@@ -179,7 +161,7 @@ pub fn serve(rt: &Runtime, sandbox_id: &str, vm_dir: &Path) -> Result<()> {
     iptables(&redirect_rule(sandbox_id, port)).map_err(spawn_err)?;
     log::info!("port forwarder of {sandbox_id}: 127.0.0.1 TCP redirected to port {port}");
     // SAFETY: `start` put the ready pipe at this number for us.
-    let mut ready = unsafe { std::fs::File::from_raw_fd(READY_FD) };
+    let mut ready = unsafe { std::fs::File::from_raw_fd(crate::procs::READY_FD) };
     let _ = ready.write_all(b"1");
     drop(ready);
     for conn in listener.incoming() {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use store::ProcessRef;
 
-const READY_FD: i32 = 3;
+pub(crate) const READY_FD: i32 = 3;
 
 pub struct ProxyArgs<'a> {
     pub binary: &'a Path,
@@ -23,10 +23,45 @@ pub struct ProxyArgs<'a> {
     pub debug: bool,
 }
 
+/// The pipe a helper (proxy, port forwarder) says "ready" on: one byte on fd 3 of the child.
+pub(crate) struct ReadyPipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl ReadyPipe {
+    pub(crate) fn new() -> std::io::Result<ReadyPipe> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Ok(ReadyPipe { read, write })
+    }
+
+    /// Makes `cmd`'s child a session leader (it outlives us, away from our terminal) with the
+    /// pipe's write end as its fd 3.
+    pub(crate) fn hand_to(&self, cmd: &mut Command) {
+        let raw = self.write.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (setsid, dup2) in the forked child.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if libc::dup2(raw, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// After the spawn: whether the child said ready within `timeout`.
+    pub(crate) fn wait(self, timeout: Duration) -> bool {
+        drop(self.write);
+        let mut ready = std::fs::File::from(self.read);
+        wait_readable(&ready, timeout) && matches!(ready.read(&mut [0u8; 1]), Ok(1))
+    }
+}
+
 /// Starts kata-proxy and waits until it says (one byte on a pipe) that it listens.
 pub fn start_proxy(a: &ProxyArgs, timeout: Duration) -> Result<ProcessRef> {
-    let (ready_r, ready_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Spawn {
+    let ready = ReadyPipe::new().map_err(|e| Error::Spawn {
         component: "kata-proxy",
         path: a.binary.to_path_buf(),
         reason: format!("pipe: {e}"),
@@ -50,27 +85,14 @@ pub fn start_proxy(a: &ProxyArgs, timeout: Duration) -> Result<ProcessRef> {
     if a.debug {
         cmd.arg("--debug");
     }
-    let ready_raw = ready_w.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (setsid, dup2) in the forked child.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if libc::dup2(ready_raw, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    ready.hand_to(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| Error::Spawn {
         component: "kata-proxy",
         path: a.binary.to_path_buf(),
         reason: e.to_string(),
     })?;
-    drop(ready_w);
     let proc_ref = ProcessRef::of(child.id() as i32);
-    let mut ready = std::fs::File::from(ready_r);
-    let ok = wait_readable(&ready, timeout) && matches!(ready.read(&mut [0u8; 1]), Ok(1));
-    if !ok {
+    if !ready.wait(timeout) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(Error::Spawn {
@@ -89,7 +111,7 @@ pub fn start_proxy(a: &ProxyArgs, timeout: Duration) -> Result<ProcessRef> {
     })
 }
 
-pub(crate) fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
+fn wait_readable(f: &std::fs::File, timeout: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];

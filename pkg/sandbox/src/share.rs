@@ -99,44 +99,17 @@ fn submounts_below(dir: &Path) -> Vec<(PathBuf, bool)> {
     found
 }
 
-/// mount_setattr(2) with AT_RECURSIVE: `target` and every mount below it read-only (`rro`).
+/// `target` and every mount below it read-only (`rro`).
 fn set_recursive_readonly(target: &Path) -> Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+    let attrs = oci::mount_attrs::RecursiveAttrs {
+        set: oci::mount_attrs::MOUNT_ATTR_RDONLY,
+        clear: 0,
     };
-    let err = |errno| Error::Mount {
+    oci::mount_attrs::set_recursive(target, attrs).map_err(|errno| Error::Mount {
         what: "making a volume recursively read-only",
         path: target.to_path_buf(),
         errno,
-    };
-    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| err(nix::Error::EINVAL))?;
-    // SAFETY: mount_setattr with a valid C path and a mount_attr of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(err(nix::Error::last()));
-    }
-    Ok(())
+    })
 }
 
 /// Makes the sandbox's shared folder a mount point of its own with shared propagation, before
