@@ -391,3 +391,65 @@ fn cri_privileged_volumes_propagation_and_read_only() {
     drop(_vols);
     c.finish();
 }
+
+/// Item 6 through the CRI: a container killed by the guest's OOM killer exits with 137, and
+/// `kata-runtime events` on it emits runc's `oom` event. containerd still says reason "Error":
+/// its v1 shim learns of OOMs only from the host memory cgroup of the kata-shim (README).
+#[test]
+fn cri_oom_killed_container() {
+    let dir = cni_dir("oom", "ktcni5", 5);
+    let _bridge = Bridge("ktcni5", dir.clone());
+    let c = Containerd::start_with_cri(&dir.join("conf"));
+    let mut client = CriClient::connect(&c.socket());
+    let logs = c.work.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = cri::pod_config("oom", &logs, false);
+    let pod = client
+        .run_pod_sandbox(&pod_config, CRI_HANDLER)
+        .expect("RunPodSandbox");
+    // `tail` of an endless line keeps it all: memory grows until the limit.
+    let mut config = cri::container_config("hog", IMAGE, &["sh", "-c", "sleep 2; tail /dev/zero"]);
+    config.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            memory_limit_in_bytes: 48 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = client
+        .create_container(&pod, &config, &pod_config)
+        .expect("CreateContainer");
+    client.start_container(&id).expect("StartContainer");
+    let root = c.work.kata_root().join("k8s.io");
+    let events = c
+        .work
+        .kata(&root, &["events", "--interval", "1s", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&events.stdout).into_owned();
+    assert!(
+        lines
+            .lines()
+            .any(|l| l == format!("{{\"id\":\"{id}\",\"type\":\"oom\"}}")
+                || l == format!("{{\"type\":\"oom\",\"id\":\"{id}\"}}")),
+        "no oom event: {lines} {}",
+        String::from_utf8_lossy(&events.stderr)
+    );
+    let mut exit = (0, 0, String::new());
+    let exited = poll(Duration::from_secs(30), || {
+        exit = client.container_exit(&id).unwrap();
+        exit.0 == cri::CONTAINER_EXITED
+    });
+    assert!(exited, "{exit:?}");
+    println!(
+        "OOM-killed container through the CRI: exit {} reason {:?}",
+        exit.1, exit.2
+    );
+    assert_eq!(exit.1, 137, "{exit:?}");
+    client.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    drop(client);
+    c.finish();
+}
