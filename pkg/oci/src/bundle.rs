@@ -25,10 +25,11 @@ impl Bundle {
         let config = dir.join("config.json");
         let text =
             std::fs::read(&config).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|e| Error::Config {
+        let mut spec: Spec = serde_json::from_slice(&text).map_err(|e| Error::Config {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        resolve_bind_sources(&mut spec, &dir);
         let process = spec.process().as_ref().ok_or_else(|| Error::Config {
             path: dir.display().to_string(),
             reason: "no process".into(),
@@ -58,6 +59,32 @@ impl Bundle {
     }
 }
 
+/// A bind mount's relative source is relative to the bundle (the runtime spec; runc runs in
+/// the bundle folder), whatever folder the runtime was started in.
+fn resolve_bind_sources(spec: &mut Spec, bundle: &Path) {
+    let Some(mut mounts) = spec.mounts().clone() else {
+        return;
+    };
+    let mut changed = false;
+    for m in mounts.iter_mut() {
+        let is_bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        match m.source().clone() {
+            Some(src) if is_bind && src.is_relative() && !src.as_os_str().is_empty() => {
+                m.set_source(Some(bundle.join(src)));
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    if changed {
+        spec.set_mounts(Some(mounts));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +97,24 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"}}"#;
+
+    #[test]
+    fn relative_bind_sources_are_the_bundles() {
+        let dir = bundle_with(
+            r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+               "root":{"path":"rootfs"},
+               "mounts":[{"destination":"/d","source":"data","options":["rbind"]},
+                         {"destination":"/p","source":"proc","type":"proc"}]}"#,
+        );
+        let b = Bundle::load(dir.path()).unwrap();
+        let mounts = b.spec.mounts().clone().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        assert_eq!(
+            mounts[0].source().as_deref(),
+            Some(dir.join("data").as_path())
+        );
+        assert_eq!(mounts[1].source().as_deref(), Some(Path::new("proc")));
+    }
 
     #[test]
     fn loads_a_minimal_bundle() {
