@@ -6,7 +6,7 @@
 //! Output: one line per check on stdout, `PASS <check>`, `FAIL <check>: <expected vs actual>`
 //! or `SKIP <check>: <why>`. A field the spec does not set is not checked. `--fs DIR` and
 //! `--fs-ro DIR` check file semantics in a (shared) folder instead; `--hold-mem MIB` holds that
-//! much resident memory until killed. Exit status 0 when
+//! much resident memory until killed (`--hold-mem-locked MIB`: mlocked, own text included). Exit status 0 when
 //! nothing failed, 1 otherwise, 2 on bad usage.
 
 mod caps;
@@ -59,11 +59,20 @@ fn main() {
                 }
             }
         }
-        [_, flag, mib] if flag == "--hold-mem" => {
+        [_, flag, mib] if flag == "--hold-mem" || flag == "--hold-mem-locked" => {
             let Ok(mib) = mib.parse::<usize>() else {
-                eprintln!("usage: kata-spec-checker --hold-mem MIB");
+                eprintln!("usage: kata-spec-checker --hold-mem[-locked] MIB");
                 std::process::exit(2);
             };
+            if flag == "--hold-mem-locked" {
+                // Every page, this program's own text included, stays resident: past a memory
+                // limit the kernel can only OOM-kill, never thrash on reclaimable pages.
+                // SAFETY: mlockall has no memory-safety preconditions.
+                if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+                    eprintln!("mlockall: {}", std::io::Error::last_os_error());
+                    std::process::exit(1);
+                }
+            }
             hold_memory(mib)
         }
         [_, path] => match Spec::load(path) {
@@ -72,7 +81,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem MIB"
+                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem[-locked] MIB"
             );
             std::process::exit(2);
         }
