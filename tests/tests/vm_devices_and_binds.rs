@@ -200,7 +200,7 @@ fn vm_many_host_disks_and_privileged_specs() {
     let p = env.bundle("priv", &["sh", "-c", "ls /sys/block; ls /dev"]);
     edit_spec(&p, |s| {
         s["linux"]["devices"] = devices.clone();
-        let all: Vec<&str> = oci_caps();
+        let all: Vec<&str> = oci::CAPABILITY_NAMES.to_vec();
         s["process"]["capabilities"] = json!({"bounding": all, "effective": all,
             "permitted": all});
         s["linux"]["maskedPaths"] = json!([]);
@@ -213,30 +213,6 @@ fn vm_many_host_disks_and_privileged_specs() {
     drop(more);
     drop(loops);
     env.assert_clean();
-}
-
-fn oci_caps() -> Vec<&'static str> {
-    vec![
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_RAW",
-        "CAP_SYS_CHROOT",
-        "CAP_MKNOD",
-        "CAP_AUDIT_WRITE",
-        "CAP_SETFCAP",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_PTRACE",
-        "CAP_NET_ADMIN",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-    ]
 }
 
 /// Item 10: a mount with no type is a bind mount when its options say so, read-only or not,
