@@ -10,14 +10,18 @@ CARGO       ?= cargo
 export RUSTFLAGS = -C target-feature=+crt-static
 CARGO_FLAGS := --$(PROFILE) --target $(TARGET)
 BIN_DIR     := target/$(TARGET)/$(PROFILE)
-GUEST_DIR   := build/guest
+GUEST_DIR   ?= build/guest
+# The guest kernel: `source` (built from Debian's linux-source-6.1 with kernel/fragments/, cached
+# in /var/cache/kata-rs/kernel by its inputs) or `debian` (Debian's generic kernel package with
+# the modules the guest needs, kept in build/cache).
+GUEST_KERNEL?= source
 KERNEL_CACHE:= build/cache
 PREFIX      ?= /usr/local
 TEST_THREADS?= 2
 # Seconds of fuzzing per target in `make test` (`make fuzz` takes FUZZ_SECONDS too).
 FUZZ_SECONDS?= 20
 
-.PHONY: all deps build guest demo test test-stress unit-test vm-test conformance integration fuzz bench install protocols clean
+.PHONY: all deps build guest guest-debian demo test test-stress unit-test vm-test conformance integration fuzz bench install protocols clean
 
 all: build guest
 
@@ -28,11 +32,22 @@ deps:
 build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
-# The guest image: Debian's generic kernel (uncompressed vmlinux) + an initramfs whose /init is
-# kata-agent, with only the modules it needs.
+# The guest image: the guest kernel (an uncompressed vmlinux) + an initramfs whose /init is
+# kata-agent (and, with Debian's kernel, the modules it needs).
 guest: deps build
+ifeq ($(GUEST_KERNEL),debian)
 	@deb=$$(scripts/fetch-guest-kernel.sh $(KERNEL_CACHE)) && \
 	$(BIN_DIR)/kata-osbuilder --kernel-deb "$$deb" --agent $(BIN_DIR)/kata-agent --out $(GUEST_DIR)
+else ifeq ($(GUEST_KERNEL),source)
+	@kdir=$$(scripts/build-guest-kernel.sh) && \
+	$(BIN_DIR)/kata-osbuilder --kernel-dir "$$kdir" --agent $(BIN_DIR)/kata-agent --out $(GUEST_DIR)
+else
+	$(error GUEST_KERNEL must be source or debian, not "$(GUEST_KERNEL)")
+endif
+
+# Debian's generic kernel image beside ours, for `make bench`'s side-by-side rows.
+guest-debian: deps build
+	@$(MAKE) --no-print-directory guest GUEST_KERNEL=debian GUEST_DIR=build/guest-debian
 
 demo: guest
 	@scripts/demo.sh $(BIN_DIR)

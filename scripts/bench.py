@@ -22,6 +22,11 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
                number booted normally: time to agent-ready and QEMU PSS per VM
   kernel args  the floor with the stock console-only command line, with `quiet`, and with the
                runtime's full list (quiet, cryptomgr.notests, tsc=reliable, no_timer_check...)
+  kernels      our kernel (build/guest, built from kernel/fragments/) and Debian's generic one
+               (build/guest-debian, `make guest-debian`) side by side in the same run: floor,
+               agent ready, cold and warm-cache `run true`, TCP container -> peer against the
+               netns ceiling, host PSS of a one-container pod, QEMU PSS of VMs from a template,
+               and the TCG translation cache size (-accel tb-size) for ours
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -30,6 +35,10 @@ N = int(os.environ.get("BENCH_RUNS", "5"))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/x86_64-unknown-linux-gnu/release")
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 GUEST = os.path.join(TOP, "build/guest")
+GUEST_DEBIAN = os.path.join(TOP, "build/guest-debian")
+# Appended to every configuration the bench writes: the kernel comparison points the runtime
+# at another guest image through it.
+HV_SECTION = ""
 OUT = os.path.join(TOP, "build/bench")
 KERNEL_PARAMS = "console=ttyS0 quiet panic=-1 cryptomgr.notests tsc=reliable no_timer_check reboot=k"
 
@@ -62,11 +71,11 @@ def floor_initrd(path):
                       ("init", 0o100755, init, 0, 0)]))
 
 
-def floor_once(initrd, params=KERNEL_PARAMS):
+def floor_once(initrd, params=KERNEL_PARAMS, guest=None):
     cmd = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "qemu64", "-m", "256M",
            "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
            "-serial", "stdio", "-object", "rng-random,id=rng0,filename=/dev/urandom",
-           "-device", "virtio-rng-pci,rng=rng0", "-kernel", os.path.join(GUEST, "vmlinux"),
+           "-device", "virtio-rng-pci,rng=rng0", "-kernel", os.path.join(guest or GUEST, "vmlinux"),
            "-initrd", initrd, "-append", params]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -373,7 +382,7 @@ def receive_in(ns, addr, sender):
     return n * 8 / secs / 1e6 if n and secs > 0 else None
 
 
-def bench_network(env, work):
+def bench_network(env, work, models=("tcfilter", "macvtap", "bridged")):
     """TCP throughput container -> peer netns for each interworking model, and between two
     plain namespaces (the host's own ceiling)."""
     tag = str(os.getpid())
@@ -402,10 +411,10 @@ def bench_network(env, work):
                 n["path"] = "/var/run/netns/" + pod
         json.dump(spec, open(cfg_path, "w"))
         base_config = open(env["config"]).read()
-        for model in ("tcfilter", "macvtap", "bridged"):
+        for model in models:
             menv = dict(env, config=os.path.join(work, "config-%s.toml" % model))
             with open(menv["config"], "w") as f:
-                f.write(base_config + 'internetworking_model = "%s"\n' % model)
+                f.write(base_config.replace("[runtime]\n", '[runtime]\ninternetworking_model = "%s"\n' % model, 1))
             cid = "net-" + model
             r = runtime(menv, "run", "-d", "--bundle", bundle, cid, stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -507,7 +516,7 @@ def factory_env(work, name, section):
     env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
            "log": os.path.join(d, "runtime.log")}
     with open(env["config"], "w") as f:
-        f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n[factory]\n%s' % (d, d, section))
+        f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n[factory]\n%s%s' % (d, d, section, HV_SECTION))
     return env
 
 
@@ -553,10 +562,10 @@ def bench_runc_run(work, bundle):
     return times
 
 
-def bench_vm_cache(work, bundle):
+def bench_vm_cache(work, bundle, name="cache"):
     """`run true` with a warm VM cache: each run takes a booted VM (the cache is full again
     before each run, as on a host whose sandboxes do not all arrive at once)."""
-    env = factory_env(work, "cache", "vm_cache_number = 1\n")
+    env = factory_env(work, name, "vm_cache_number = 1\n")
     quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times = []
     if runtime(env, "factory", "init", **quiet).returncode:
@@ -641,6 +650,104 @@ def bench_callers():
     return {k: {rt: stats(v) if v else None for rt, v in per.items()} for k, per in raw.items()}
 
 
+def pod_of_one_pss(env, work, name):
+    """Host PSS (MiB) of a sleeping one-container pod: QEMU, proxy, shim (events --stats)."""
+    bundle = os.path.join(work, name + "-bundle")
+    subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "sleep", "1000"],
+                   check=True, stdout=subprocess.DEVNULL)
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if runtime(env, "run", "-d", "--bundle", bundle, name, **quiet).returncode:
+            return None
+        time.sleep(3)
+        o = host_overhead(env, name)
+        return overhead_by_component(o)["total_pss_mib"] if o else None
+    finally:
+        runtime(env, "delete", "--force", name, **quiet)
+
+
+def kernel_rows(work, label, guest, extra_hv=""):
+    """The issue-18 rows for one guest image (build/guest or build/guest-debian)."""
+    global HV_SECTION
+    HV_SECTION = '[hypervisor.qemu]\nkernel = "%s/vmlinux"\ninitrd = "%s/initrd.img"\n%s' % (guest, guest, extra_hv)
+    d = os.path.join(work, "k-" + label)
+    os.makedirs(d, exist_ok=True)
+    env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
+           "log": os.path.join(d, "runtime.log")}
+    with open(env["config"], "w") as f:
+        f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n%s' % (d, d, HV_SECTION))
+    bundle = os.path.join(d, "bundle")
+    subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "true"], check=True)
+    initrd = os.path.join(d, "floor.img")
+    floor_initrd(initrd)
+    floor, run_true, ready = [], [], []
+    try:
+        for i in range(N):
+            t = floor_once(initrd, guest=guest)
+            if t is not None:
+                floor.append(t)
+            t0 = time.monotonic()
+            if runtime(env, "run", "--bundle", bundle, "k%d" % i, stdout=subprocess.DEVNULL).returncode == 0:
+                run_true.append(time.monotonic() - t0)
+        with open(env["log"]) as f:
+            for line in f:
+                msg = json.loads(line).get("msg", "")
+                if "agent ready" in msg and "cached" not in msg:
+                    ready.append(float(msg.split("agent ready ")[1].split("s ")[0]))
+        row = {"floor_s": stats(floor) if floor else None,
+               "agent_ready_s": stats(ready) if ready else None,
+               "run_true_s": stats(run_true) if run_true else None}
+        warm = bench_vm_cache(d, bundle, "cache-" + label)
+        row["warm_cache_run_true_s"] = stats(warm) if warm else None
+        net = bench_network(env, d, models=("tcfilter",))
+        row["tcp_mbit_s"] = net.get("tcfilter")
+        row["tcp_ceiling_mbit_s"] = net.get("netns")
+        row["pod_of_1_pss_mib"] = pod_of_one_pss(env, d, "pss-" + label)
+        took, st = cached_vms(d, "tmpl-" + label, "vm_cache_number = %d\nenable_template = true\n" % TEMPLATE_VMS,
+                              TEMPLATE_VMS)
+        pss = [v["pss_mib"] for v in (st or {}).get("ready", []) if v.get("pss_mib") is not None]
+        row["template_qemu_pss_mib"] = stats(pss) if pss else None
+        return row
+    finally:
+        HV_SECTION = ""
+
+
+def bench_kernels(work):
+    """Our kernel and Debian's side by side, and our kernel with other TCG cache sizes."""
+    out = {}
+    images = [("ours", GUEST)]
+    if os.path.exists(os.path.join(GUEST_DEBIAN, "vmlinux")):
+        images.append(("debian", GUEST_DEBIAN))
+    for label, guest in images:
+        out[label] = kernel_rows(work, label, guest)
+    return out
+
+
+def print_kernels(kernels):
+    labels = list(kernels)
+    def cell(row, key):
+        v = row.get(key)
+        if v is None:
+            return "(failed)"
+        return "%.3f" % v["median"] if isinstance(v, dict) else "%.1f" % v
+    print("%-38s %s" % ("kernel comparison (medians)", " ".join("%14s" % l for l in labels)))
+    for key, label, target in [
+            ("floor_s", "floor: QEMU start -> /init line (s)", "<= 1.2"),
+            ("agent_ready_s", "QEMU start -> agent ready (s)", "<= 1.5"),
+            ("run_true_s", "cold run true (s)", "<= 2.0"),
+            ("warm_cache_run_true_s", "warm-cache run true (s)", "<= 0.82"),
+            ("tcp_mbit_s", "TCP container -> peer (Mbit/s)", ">= 25% of ceiling"),
+            ("tcp_ceiling_mbit_s", "TCP netns -> netns ceiling (Mbit/s)", ""),
+            ("pod_of_1_pss_mib", "pod of 1: host PSS (MiB)", "<= 128"),
+            ("template_qemu_pss_mib", "VM from a template: QEMU PSS (MiB)", "<= 30")]:
+        print("%-38s %s   %s" % (label, " ".join("%14s" % cell(kernels[l], key) for l in labels),
+                                  "(target %s)" % target if target else ""))
+    for l in labels:
+        tcp, ceil = kernels[l].get("tcp_mbit_s"), kernels[l].get("tcp_ceiling_mbit_s")
+        if tcp and ceil:
+            print("%-38s %.1f%% of the ceiling" % ("TCP share, " + l, 100 * tcp["median"] / ceil["median"]))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="kbench", dir="/tmp")
@@ -711,6 +818,7 @@ def main():
     warm = bench_vm_cache(work, bundle)
     templating = bench_templating(work)
     kernel_params = bench_kernel_params(initrd)
+    kernels = bench_kernels(work)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -733,7 +841,8 @@ def main():
                "runc_run_true_s": stats(runc_run) if runc_run else None,
                "warm_cache_run_true_s": stats(warm) if warm else None,
                "templating": templating,
-               "kernel_params_floor_s": kernel_params}
+               "kernel_params_floor_s": kernel_params,
+               "kernels": kernels}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -834,6 +943,7 @@ def main():
             t["vms"], t["fill_s"], extra))
     for label, st in kernel_params.items():
         print("%-34s %8.3fs %8.3fs %8.3fs" % ("floor, kernel args: " + label, st["median"], st["min"], st["max"]))
+    print_kernels(kernels)
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)

@@ -27,6 +27,16 @@ have_cmd protoc || need+=(protobuf-compiler)
 # The storage tests make ext4 images on loop devices.
 have_cmd mkfs.ext4 || need+=(e2fsprogs)
 have_cmd losetup || need+=(mount)
+# The guest kernel (scripts/build-guest-kernel.sh): Debian's kernel source and what building a
+# vmlinux from it takes (gcc and make come with the Rust toolchain's build-essential).
+have_pkg linux-source-6.1 || need+=(linux-source-6.1)
+have_cmd flex || need+=(flex)
+have_cmd bison || need+=(bison)
+have_cmd bc || need+=(bc)
+have_pkg libelf-dev || need+=(libelf-dev)
+have_cmd make || need+=(make)
+have_cmd gcc || need+=(gcc)
+have_cmd xz || need+=(xz-utils)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

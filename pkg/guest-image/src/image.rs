@@ -1,4 +1,5 @@
-//! Assembling the guest image from a Debian kernel package and the agent binary:
+//! Assembling the guest image from a kernel (one built from source by
+//! `scripts/build-guest-kernel.sh`, or Debian's generic kernel package) and the agent binary:
 //! DIR/vmlinux, DIR/initrd.img and DIR/manifest.json.
 //!
 //! Everything written is a function of the inputs only (no timestamps, no paths, sorted
@@ -13,6 +14,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::built::{BuiltKernel, BuiltKernelError};
 use crate::cpio::{ArchiveBuilder, CpioError};
 use crate::kernel::{self, KernelError};
 use crate::modules::{self, KernelModules, ModuleError};
@@ -24,8 +26,12 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MODULE_LIST_PATH: &str = "/etc/kata-modules";
 /// In the initramfs: where the modules are (flat, by file name).
 pub const MODULE_DIR: &str = "/lib/modules";
-/// Bumped when the manifest's meaning changes.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Bumped when the manifest's meaning changes (2: kernels built from source, config hashes).
+pub const MANIFEST_FORMAT: u32 = 2;
+/// Manifest `kernel_build` of a kernel built from source with the repository's fragments.
+pub const KERNEL_BUILD_SOURCE: &str = "linux-source";
+/// Manifest `kernel_build` of Debian's generic kernel package with its modules.
+pub const KERNEL_BUILD_DEBIAN: &str = "debian-package";
 
 /// Directories every guest needs before the agent has mounted anything.
 const BASE_DIRS: &[&str] = &[
@@ -79,6 +85,10 @@ pub enum ImageError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
+    BuiltKernel(#[from] BuiltKernelError),
+    #[error("modules {modules:?} were asked for, but a kernel built from source has none (build them in)")]
+    ModulesForBuiltKernel { modules: Vec<String> },
+    #[error(transparent)]
     Modules(#[from] ModuleError),
     #[error("building the initramfs failed")]
     Cpio(#[from] CpioError),
@@ -90,26 +100,48 @@ pub enum ImageError {
     },
 }
 
+/// Where the guest kernel comes from.
+#[derive(Debug, Clone)]
+pub enum KernelInput {
+    /// A folder made by `scripts/build-guest-kernel.sh`: everything built in, no modules.
+    Built(PathBuf),
+    /// Debian's `linux-image-<abi>-amd64` package: its vmlinux and the modules the guest needs.
+    DebianPackage(PathBuf),
+}
+
+impl KernelInput {
+    pub fn path(&self) -> &Path {
+        match self {
+            KernelInput::Built(p) | KernelInput::DebianPackage(p) => p,
+        }
+    }
+}
+
 /// What `build` needs.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    pub kernel_deb: PathBuf,
+    pub kernel: KernelInput,
     pub agent: PathBuf,
     pub out_dir: PathBuf,
-    /// Modules to include (plus their dependencies), in preferred load order.
+    /// Modules to include (plus their dependencies), in preferred load order; Debian's
+    /// package only (a kernel built from source has them built in).
     pub modules: Vec<String>,
 }
 
 impl BuildOptions {
-    pub fn new(kernel_deb: PathBuf, agent: PathBuf, out_dir: PathBuf) -> Self {
-        Self {
-            kernel_deb,
-            agent,
-            out_dir,
-            modules: modules::DEFAULT_MODULES
+    pub fn new(kernel: KernelInput, agent: PathBuf, out_dir: PathBuf) -> Self {
+        let modules = match kernel {
+            KernelInput::Built(_) => Vec::new(),
+            KernelInput::DebianPackage(_) => modules::DEFAULT_MODULES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+        };
+        Self {
+            kernel,
+            agent,
+            out_dir,
+            modules,
         }
     }
 }
@@ -118,9 +150,19 @@ impl BuildOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
+    /// KERNEL_BUILD_SOURCE or KERNEL_BUILD_DEBIAN.
+    pub kernel_build: String,
+    /// The source package (linux-source-6.1) or the kernel package it came from.
     pub kernel_package: String,
     pub kernel_package_version: String,
-    pub kernel_deb_sha256: String,
+    /// SHA-256 of Debian's kernel .deb (package builds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_deb_sha256: Option<String>,
+    /// The kernel cache key of scripts/build-guest-kernel.sh (source builds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_build_key: Option<String>,
+    /// SHA-256 of the kernel's .config.
+    pub kernel_config_sha256: String,
     /// `uname -r` of the guest kernel.
     pub kernel_release: String,
     pub vmlinux_sha256: String,
@@ -148,9 +190,110 @@ impl Manifest {
     }
 }
 
+/// The kernel part of an image, from either input.
+struct PreparedKernel {
+    build: &'static str,
+    package: String,
+    version: String,
+    deb_sha256: Option<String>,
+    build_key: Option<String>,
+    config_sha256: String,
+    release: String,
+    vmlinux: Vec<u8>,
+    has_pvh_note: bool,
+    /// (file name, contents) in load order.
+    module_files: Vec<(String, Vec<u8>)>,
+    builtin_modules: Vec<String>,
+}
+
 /// Builds the whole image into `opts.out_dir` (created if needed) and returns its manifest.
 pub fn build(opts: &BuildOptions) -> Result<Manifest, ImageError> {
-    let deb = &opts.kernel_deb;
+    let kernel = match &opts.kernel {
+        KernelInput::Built(dir) => {
+            if !opts.modules.is_empty() {
+                return Err(ImageError::ModulesForBuiltKernel {
+                    modules: opts.modules.clone(),
+                });
+            }
+            built_kernel(dir)?
+        }
+        KernelInput::DebianPackage(deb) => debian_kernel(deb, &opts.modules)?,
+    };
+    log::info!(
+        "kernel {} ({} {}), {} modules",
+        kernel.release,
+        kernel.package,
+        kernel.version,
+        kernel.module_files.len()
+    );
+
+    let agent = read(&opts.agent)?;
+    if !agent.starts_with(b"\x7fELF") {
+        log::warn!(
+            "{} is not an ELF binary; the guest cannot run it as /init",
+            opts.agent.display()
+        );
+    }
+    let agent_sha256 = hex_sha256(&agent);
+    let module_names: Vec<String> = kernel.module_files.iter().map(|(f, _)| f.clone()).collect();
+    let initrd = initramfs(agent, kernel.module_files)?.to_bytes()?;
+
+    fs::create_dir_all(&opts.out_dir).map_err(|source| ImageError::Write {
+        path: opts.out_dir.clone(),
+        source,
+    })?;
+    write_atomic(&opts.out_dir.join(VMLINUX_FILE), &kernel.vmlinux)?;
+    write_atomic(&opts.out_dir.join(INITRD_FILE), &initrd)?;
+
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        kernel_build: kernel.build.to_owned(),
+        kernel_package: kernel.package,
+        kernel_package_version: kernel.version,
+        kernel_deb_sha256: kernel.deb_sha256,
+        kernel_build_key: kernel.build_key,
+        kernel_config_sha256: kernel.config_sha256,
+        kernel_release: kernel.release,
+        vmlinux_sha256: hex_sha256(&kernel.vmlinux),
+        vmlinux_pvh: kernel.has_pvh_note,
+        initrd_sha256: hex_sha256(&initrd),
+        initrd_size: initrd.len() as u64,
+        modules: module_names,
+        builtin_modules: kernel.builtin_modules,
+        agent_sha256,
+    };
+    let manifest_path = opts.out_dir.join(MANIFEST_FILE);
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|source| ImageError::Manifest {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    json.push(b'\n');
+    write_atomic(&manifest_path, &json)?;
+    Ok(manifest)
+}
+
+/// A kernel from scripts/build-guest-kernel.sh: checked, no modules.
+fn built_kernel(dir: &Path) -> Result<PreparedKernel, ImageError> {
+    let k = BuiltKernel::load(dir)?;
+    Ok(PreparedKernel {
+        build: KERNEL_BUILD_SOURCE,
+        package: k.package,
+        version: k.version,
+        deb_sha256: None,
+        build_key: Some(k.key),
+        config_sha256: hex_sha256(&k.config),
+        release: k.release,
+        has_pvh_note: true,
+        vmlinux: k.vmlinux,
+        module_files: Vec::new(),
+        builtin_modules: Vec::new(),
+    })
+}
+
+/// Debian's generic kernel package: its vmlinux out of the bzImage, and the wanted modules
+/// with their dependencies in load order.
+fn debian_kernel(deb: &Path, wanted: &[String]) -> Result<PreparedKernel, ImageError> {
+    let deb = &deb.to_owned();
     let (package, version) = deb_package_version(deb)?;
     log::info!("kernel package {package} {version}");
 
@@ -205,8 +348,12 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, ImageError> {
 
     let config = root.join("boot").join(format!("config-{release}"));
     let config = config.is_file().then_some(config);
+    let config_sha256 = match &config {
+        Some(path) => sha256_file(path)?,
+        None => String::new(),
+    };
     let mut kmods = KernelModules::scan(&modules_dir, &release, config.as_deref())?;
-    let wanted: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let plan = modules::resolve(&wanted, &mut kmods)?;
     let mut module_files = Vec::with_capacity(plan.order.len());
     for name in &plan.order {
@@ -225,51 +372,23 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, ImageError> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-
-    let agent = read(&opts.agent)?;
-    if !agent.starts_with(b"\x7fELF") {
-        log::warn!(
-            "{} is not an ELF binary; the guest cannot run it as /init",
-            opts.agent.display()
-        );
-    }
-    let agent_sha256 = hex_sha256(&agent);
-    let module_names: Vec<String> = module_files.iter().map(|(f, _)| f.clone()).collect();
-    let initrd = initramfs(agent, module_files)?.to_bytes()?;
-
-    fs::create_dir_all(&opts.out_dir).map_err(|source| ImageError::Write {
-        path: opts.out_dir.clone(),
-        source,
-    })?;
-    write_atomic(&opts.out_dir.join(VMLINUX_FILE), &vmlinux.elf)?;
-    write_atomic(&opts.out_dir.join(INITRD_FILE), &initrd)?;
-
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        kernel_package: package,
-        kernel_package_version: version,
-        kernel_deb_sha256: deb_sha256,
-        kernel_release: release,
-        vmlinux_sha256: hex_sha256(&vmlinux.elf),
-        vmlinux_pvh: vmlinux.has_pvh_note,
-        initrd_sha256: hex_sha256(&initrd),
-        initrd_size: initrd.len() as u64,
-        modules: module_names,
+    Ok(PreparedKernel {
+        build: KERNEL_BUILD_DEBIAN,
+        package,
+        version,
+        deb_sha256: Some(deb_sha256),
+        build_key: None,
+        config_sha256,
+        release,
+        has_pvh_note: vmlinux.has_pvh_note,
+        vmlinux: vmlinux.elf,
+        module_files,
         builtin_modules: plan.builtin,
-        agent_sha256,
-    };
-    let manifest_path = opts.out_dir.join(MANIFEST_FILE);
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|source| ImageError::Manifest {
-        path: manifest_path.clone(),
-        source,
-    })?;
-    json.push(b'\n');
-    write_atomic(&manifest_path, &json)?;
-    Ok(manifest)
+    })
 }
 
-/// The initramfs layout: /init is the agent, modules flat in /lib/modules with their load
-/// order in /etc/kata-modules, and /dev/console so the kernel can give /init a console before
+/// The initramfs layout: /init is the agent, modules (if any) flat in /lib/modules with their
+/// load order in /etc/kata-modules, and /dev/console so the kernel can give /init a console before
 /// devtmpfs is mounted.
 pub fn initramfs(
     agent: Vec<u8>,
@@ -281,6 +400,10 @@ pub fn initramfs(
     }
     archive.add_char_dev("/dev/console", 0o600, 5, 1)?;
     archive.add_file("/init", 0o755, agent)?;
+    // A kernel with everything built in gets no module list: the agent then loads nothing.
+    if modules.is_empty() {
+        return Ok(archive);
+    }
     let mut list = String::new();
     for (file_name, data) in modules {
         list.push_str(&file_name);
@@ -471,7 +594,11 @@ mod tests {
 
         let mut results = Vec::new();
         for out in ["out1", "out2"] {
-            let mut opts = BuildOptions::new(deb.clone(), agent.clone(), tmp.path().join(out));
+            let mut opts = BuildOptions::new(
+                KernelInput::DebianPackage(deb.clone()),
+                agent.clone(),
+                tmp.path().join(out),
+            );
             opts.modules = wanted.iter().map(|s| s.to_string()).collect();
             let manifest = build(&opts).unwrap();
             let initrd = fs::read(opts.out_dir.join(INITRD_FILE)).unwrap();
@@ -490,7 +617,8 @@ mod tests {
         assert_eq!(manifest.kernel_package, "linux-image-9.9.9-1-amd64");
         assert_eq!(manifest.kernel_package_version, "9.9.9-1");
         assert_eq!(manifest.kernel_release, "9.9.9-1-amd64");
-        assert_eq!(manifest.kernel_deb_sha256, sha256_file(&deb).unwrap());
+        assert_eq!(manifest.kernel_deb_sha256, Some(sha256_file(&deb).unwrap()));
+        assert_eq!(manifest.kernel_build, KERNEL_BUILD_DEBIAN);
         assert_eq!(manifest.initrd_sha256, hex_sha256(initrd));
         assert!(manifest.vmlinux_pvh);
         assert_eq!(
@@ -520,9 +648,59 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let deb = tmp.path().join("broken.deb");
         fs::write(&deb, b"not a deb").unwrap();
-        let opts = BuildOptions::new(deb.clone(), deb.clone(), tmp.path().join("out"));
+        let opts = BuildOptions::new(
+            KernelInput::DebianPackage(deb.clone()),
+            deb.clone(),
+            tmp.path().join("out"),
+        );
         let err = build(&opts).unwrap_err();
         assert!(err.to_string().contains("broken.deb"), "{err}");
         assert!(!tmp.path().join("out").exists());
+    }
+
+    /// A kernel built from source: the image is the agent alone, no module list.
+    #[test]
+    fn built_kernel_image_has_no_modules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kdir = tmp.path().join("kernel");
+        fs::create_dir(&kdir).unwrap();
+        let config: String = crate::built::REQUIRED_OPTIONS
+            .iter()
+            .map(|o| format!("{o}=y\n"))
+            .collect();
+        fs::write(kdir.join("vmlinux"), testutil::fake_elf(true)).unwrap();
+        fs::write(kdir.join("config"), &config).unwrap();
+        fs::write(kdir.join("release"), "6.1.192-kata-rs\n").unwrap();
+        fs::write(kdir.join("source"), "linux-source-6.1 6.1.192-3\n").unwrap();
+        fs::write(kdir.join("key"), "0123456789abcdef\n").unwrap();
+        let agent = tmp.path().join("agent");
+        fs::write(&agent, b"\x7fELF agent").unwrap();
+
+        let mut opts = BuildOptions::new(
+            KernelInput::Built(kdir.clone()),
+            agent.clone(),
+            tmp.path().join("out"),
+        );
+        let manifest = build(&opts).unwrap();
+        assert_eq!(manifest.kernel_build, KERNEL_BUILD_SOURCE);
+        assert_eq!(manifest.kernel_release, "6.1.192-kata-rs");
+        assert_eq!(manifest.kernel_package, "linux-source-6.1");
+        assert_eq!(
+            manifest.kernel_build_key.as_deref(),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(manifest.kernel_config_sha256, hex_sha256(config.as_bytes()));
+        assert_eq!(manifest.kernel_deb_sha256, None);
+        assert!(manifest.modules.is_empty());
+        let initrd = fs::read(opts.out_dir.join(INITRD_FILE)).unwrap();
+        let entries = parse_newc(&initrd).unwrap();
+        assert!(entries.iter().all(|e| e.entry.path != "etc/kata-modules"));
+        assert_eq!(entries.len(), BASE_DIRS.len() + 2);
+
+        opts.modules = vec!["ext4".into()];
+        assert!(matches!(
+            build(&opts),
+            Err(ImageError::ModulesForBuiltKernel { .. })
+        ));
     }
 }

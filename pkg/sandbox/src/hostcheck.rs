@@ -59,14 +59,21 @@ fn image_file(name: &'static str, path: &Path, manifest_key: &str) -> Check {
             ),
         );
     };
-    let want = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|m| m[manifest_key].as_str().map(String::from));
+    let recorded = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    let want = recorded[manifest_key].as_str().map(String::from);
     match (want, sha256_of(path)) {
         (Some(want), Ok(got)) if want == got => check(
             name,
             Verdict::Pass,
-            format!("{} (matches the manifest)", path.display()),
+            format!(
+                "{} (matches the manifest{})",
+                path.display(),
+                if manifest_key == "vmlinux_sha256" {
+                    kernel_summary(&recorded)
+                } else {
+                    String::new()
+                }
+            ),
         ),
         (Some(_), Ok(_)) => check(
             name,
@@ -88,6 +95,20 @@ fn image_file(name: &'static str, path: &Path, manifest_key: &str) -> Check {
             format!("reading {}: {e}", path.display()),
         ),
     }
+}
+
+/// "; 6.1.192-kata-rs from linux-source-6.1 6.1.192-3, config sha256 0123456789ab": which
+/// kernel the manifest describes and which configuration it was built with.
+fn kernel_summary(manifest: &serde_json::Value) -> String {
+    let field = |k: &str| manifest[k].as_str().unwrap_or("?").to_owned();
+    let config = field("kernel_config_sha256");
+    format!(
+        "; {} from {} {}, config sha256 {}",
+        field("kernel_release"),
+        field("kernel_package"),
+        field("kernel_package_version"),
+        config.get(..12).unwrap_or(&config)
+    )
 }
 
 fn device(name: &'static str, path: &str, missing: Verdict, why: &str) -> Check {

@@ -6,12 +6,14 @@
 //! Output: one line per check on stdout, `PASS <check>`, `FAIL <check>: <expected vs actual>`
 //! or `SKIP <check>: <why>`. A field the spec does not set is not checked. `--fs DIR` and
 //! `--fs-ro DIR` check file semantics in a (shared) folder instead; `--hold-mem MIB` holds that
-//! much resident memory until killed (`--hold-mem-locked MIB`: mlocked, own text included). Exit status 0 when
+//! much resident memory until killed (`--hold-mem-locked MIB`: mlocked, own text included); `--fuse-mount DIR` mounts and
+//! serves a FUSE filesystem there through /dev/fuse. Exit status 0 when
 //! nothing failed, 1 otherwise, 2 on bad usage.
 
 mod caps;
 mod cgroups;
 mod fs;
+mod fuse;
 mod linux;
 mod mounts;
 mod process;
@@ -59,6 +61,15 @@ fn main() {
                 }
             }
         }
+        [_, flag, dir] if flag == "--fuse-mount" => {
+            match fuse::mount_and_check(std::path::Path::new(dir)) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("kata-spec-checker: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         [_, flag, mib] if flag == "--hold-mem" || flag == "--hold-mem-locked" => {
             let Ok(mib) = mib.parse::<usize>() else {
                 eprintln!("usage: kata-spec-checker --hold-mem[-locked] MIB");
@@ -81,7 +92,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem[-locked] MIB"
+                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem[-locked] MIB | --fuse-mount DIR"
             );
             std::process::exit(2);
         }

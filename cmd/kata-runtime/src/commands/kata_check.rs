@@ -151,8 +151,12 @@ pub fn env(rt: &Runtime, cli: &Cli, json: bool) -> anyhow::Result<u8> {
             "kernel": path_or_error(kernel),
             "initrd": path_or_error(c.initrd_path()),
             "kernel_release": manifest["kernel_release"],
+            // `linux-source` (ours, from kernel/fragments/) or `debian-package`.
+            "kernel_build": manifest["kernel_build"],
             "kernel_package": manifest["kernel_package"],
             "kernel_package_version": manifest["kernel_package_version"],
+            "kernel_config_sha256": manifest["kernel_config_sha256"],
+            "kernel_build_key": manifest["kernel_build_key"],
             "modules": manifest["modules"],
         },
         "proxy": {

@@ -1,11 +1,11 @@
-//! kata-osbuilder: builds the guest kernel + initramfs from a Debian kernel package and the agent.
+//! kata-osbuilder: builds the guest image (vmlinux, initramfs, manifest) from a kernel and the agent.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use guest_image::{BuildOptions, DEFAULT_MODULES};
+use guest_image::{BuildOptions, KernelInput};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -13,16 +13,25 @@ use guest_image::{BuildOptions, DEFAULT_MODULES};
     about = "Build the guest vmlinux, initrd.img and manifest.json"
 )]
 struct Args {
+    /// Folder of a kernel built from source (see scripts/build-guest-kernel.sh).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "kernel_deb",
+        conflicts_with = "kernel_deb"
+    )]
+    kernel_dir: Option<PathBuf>,
     /// Debian linux-image-<abi>-amd64 package (see scripts/fetch-guest-kernel.sh).
     #[arg(long, value_name = "PATH")]
-    kernel_deb: PathBuf,
+    kernel_deb: Option<PathBuf>,
     /// Static agent binary, installed as /init.
     #[arg(long, value_name = "PATH")]
     agent: PathBuf,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Module to add to the default set (with its dependencies), e.g. ext4. Repeatable.
+    /// Module to add to the default set (with its dependencies), e.g. ext4; --kernel-deb only.
+    /// Repeatable.
     #[arg(long = "extra-module", value_name = "NAME")]
     extra_modules: Vec<String>,
     /// Log debug details.
@@ -62,19 +71,19 @@ fn main() -> Result<()> {
         log::LevelFilter::Info
     });
 
-    let mut opts = BuildOptions::new(
-        args.kernel_deb.clone(),
-        args.agent.clone(),
-        args.out.clone(),
-    );
-    opts.modules = DEFAULT_MODULES.iter().map(|s| s.to_string()).collect();
+    let kernel = match (&args.kernel_dir, &args.kernel_deb) {
+        (Some(dir), _) => KernelInput::Built(dir.clone()),
+        (None, Some(deb)) => KernelInput::DebianPackage(deb.clone()),
+        (None, None) => anyhow::bail!("one of --kernel-dir and --kernel-deb is needed"),
+    };
+    let mut opts = BuildOptions::new(kernel, args.agent.clone(), args.out.clone());
     opts.modules.extend(args.extra_modules);
 
     let started = Instant::now();
     let manifest = guest_image::build(&opts).with_context(|| {
         format!(
             "building the guest image from {} and {} into {}",
-            args.kernel_deb.display(),
+            opts.kernel.path().display(),
             args.agent.display(),
             args.out.display()
         )
