@@ -713,7 +713,7 @@ def kernel_rows(work, label, guest, extra_hv=""):
 
 
 def bench_kernels(work):
-    """Our kernel and Debian's side by side, and our kernel with other TCG cache sizes."""
+    """Our kernel and Debian's side by side."""
     out = {}
     images = [("ours", GUEST)]
     if os.path.exists(os.path.join(GUEST_DEBIAN, "vmlinux")):
@@ -721,6 +721,40 @@ def bench_kernels(work):
     for label, guest in images:
         out[label] = kernel_rows(work, label, guest)
     return out
+
+
+TB_SIZES = [int(x) for x in os.environ.get("BENCH_TB_SIZES", "0,16,32,64").split(",")]
+MEMORY_SIZES = [int(x) for x in os.environ.get("BENCH_MEMORY_SIZES", "128,256").split(",")]
+
+
+def tuning_rows(work):
+    """Our kernel with each TCG translation cache size and default guest memory: cold
+    `run true` and the host PSS of a one-container pod, so each choice's cost is measured."""
+    global HV_SECTION
+    rows = []
+    choices = [("tcg_tb_size = %d" % tb, "tcg_tb_size = %d\n" % tb) for tb in TB_SIZES]
+    choices += [("default_memory = %d" % m, "default_memory = %d\n" % m) for m in MEMORY_SIZES]
+    for label, extra in choices:
+        HV_SECTION = "[hypervisor.qemu]\n" + extra
+        d = os.path.join(work, "tune-" + label.replace(" ", "").replace("=", "-"))
+        os.makedirs(d, exist_ok=True)
+        env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
+               "log": os.path.join(d, "runtime.log")}
+        with open(env["config"], "w") as f:
+            f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n%s' % (d, d, HV_SECTION))
+        bundle = os.path.join(d, "bundle")
+        subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "true"], check=True)
+        times = []
+        try:
+            for i in range(N):
+                t0 = time.monotonic()
+                if runtime(env, "run", "--bundle", bundle, "t%d" % i, stdout=subprocess.DEVNULL).returncode == 0:
+                    times.append(time.monotonic() - t0)
+            rows.append({"choice": label, "run_true_s": stats(times) if times else None,
+                         "pod_of_1_pss_mib": pod_of_one_pss(env, d, "tpss")})
+        finally:
+            HV_SECTION = ""
+    return rows
 
 
 def print_kernels(kernels):
@@ -819,6 +853,7 @@ def main():
     templating = bench_templating(work)
     kernel_params = bench_kernel_params(initrd)
     kernels = bench_kernels(work)
+    tuning = tuning_rows(work)
 
     results = {"floor_s": stats(floor) if floor else None,
                "run_true_s": stats(run_true) if run_true else None,
@@ -842,7 +877,8 @@ def main():
                "warm_cache_run_true_s": stats(warm) if warm else None,
                "templating": templating,
                "kernel_params_floor_s": kernel_params,
-               "kernels": kernels}
+               "kernels": kernels,
+               "tuning": tuning}
     fl = results["floor_s"]["median"] if floor else None
     print("%-34s %9s %9s %9s %9s" % ("benchmark", "median", "min", "max", "x floor"))
     for key, label, vs_floor in [("floor_s", "floor: QEMU start -> /init line", True),
@@ -944,6 +980,11 @@ def main():
     for label, st in kernel_params.items():
         print("%-34s %8.3fs %8.3fs %8.3fs" % ("floor, kernel args: " + label, st["median"], st["min"], st["max"]))
     print_kernels(kernels)
+    for row in tuning:
+        rt = row["run_true_s"]
+        print("%-38s run true %s, pod of 1 PSS %s" % (
+            "ours, " + row["choice"], "%.3fs" % rt["median"] if rt else "(failed)",
+            "%.1f MiB" % row["pod_of_1_pss_mib"] if row["pod_of_1_pss_mib"] else "(failed)"))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)

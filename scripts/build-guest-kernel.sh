@@ -54,7 +54,18 @@ if [ "${1:-}" = --key ]; then
     exit 0
 fi
 
+# Results not used for 30 days, and builds interrupted a day ago or more, are removed; a result
+# in use is touched each time it is taken.
+prune_cache() {
+    find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name '[0-9a-f]*' -mtime +30 \
+        -exec rm -rf -- {} + 2>/dev/null || true
+    find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name '.build.*' -mtime +0 \
+        -exec rm -rf -- {} + 2>/dev/null || true
+}
+
 if [ -f "$out/vmlinux" ] && [ -f "$out/config" ] && [ -f "$out/release" ] && [ -f "$out/source" ]; then
+    touch "$out"
+    prune_cache
     log "cached: $(cat "$out/release") in $out"
     echo "$out"
     exit 0
@@ -124,5 +135,6 @@ echo "$source_package $source_version" >"$work/result/source"
 echo "$key" >"$work/result/key"
 rm -rf -- "$out"
 mv -- "$work/result" "$out"
+prune_cache
 log "built $(cat "$out/release") in $(( $(date +%s) - started )) s: $out"
 echo "$out"

@@ -75,6 +75,9 @@ pub struct Qemu {
     pub virtio_fs_cache: String,
     /// "auto", "kvm" or "tcg".
     pub accelerator: String,
+    /// Size (MiB) of QEMU's translation cache under TCG (`-accel tcg,tb-size=`); 0: QEMU's
+    /// own default. Ignored under KVM.
+    pub tcg_tb_size: u32,
     pub enable_debug: bool,
     /// How block devices reach the guest: "virtio-blk" (the only driver so far).
     pub block_device_driver: String,
@@ -101,6 +104,7 @@ impl Default for Qemu {
             virtio_fs_daemon: "/usr/lib/qemu/virtiofsd".into(),
             virtio_fs_cache: "auto".into(),
             accelerator: "auto".into(),
+            tcg_tb_size: 0,
             enable_debug: false,
             block_device_driver: "virtio-blk".into(),
             disable_block_device_use: false,
@@ -433,7 +437,7 @@ mod tests {
 
     const QEMU_KEYS: &str = "path, kernel, initrd, machine_type, kernel_params, default_vcpus, \
         default_memory, default_maxvcpus, memory_slots, default_maxmemory, shared_fs, msize_9p, \
-        virtio_fs_daemon, virtio_fs_cache, accelerator, enable_debug, block_device_driver, \
+        virtio_fs_daemon, virtio_fs_cache, accelerator, tcg_tb_size, enable_debug, block_device_driver, \
         disable_block_device_use";
 
     #[test]
@@ -547,6 +551,7 @@ mod tests {
         assert_eq!(f.virtio_fs_daemon, d.virtio_fs_daemon, "virtio_fs_daemon");
         assert_eq!(f.virtio_fs_cache, d.virtio_fs_cache, "virtio_fs_cache");
         assert_eq!(f.accelerator, d.accelerator, "accelerator");
+        assert_eq!(f.tcg_tb_size, d.tcg_tb_size, "tcg_tb_size");
         assert_eq!(f.enable_debug, d.enable_debug, "enable_debug");
         assert_eq!(
             f.block_device_driver, d.block_device_driver,

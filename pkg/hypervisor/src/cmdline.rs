@@ -115,10 +115,16 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
 
     push(&["-name", &format!("sandbox-{}", cfg.sandbox_id)]);
-    push(&[
-        "-machine",
-        &format!("{},accel={accel_name}", cfg.machine_type),
-    ]);
+    if accel == Accel::Tcg && cfg.tcg_tb_size_mib > 0 {
+        // tb-size is an option of the accelerator object, which `-machine accel=` cannot take.
+        push(&["-machine", &cfg.machine_type]);
+        push(&["-accel", &format!("tcg,tb-size={}", cfg.tcg_tb_size_mib)]);
+    } else {
+        push(&[
+            "-machine",
+            &format!("{},accel={accel_name}", cfg.machine_type),
+        ]);
+    }
     push(&["-cpu", cpu]);
     if cfg.memory_slots > 0 && cfg.max_memory_mib > cfg.memory_mib {
         push(&[
@@ -624,6 +630,19 @@ mod tests {
             qemu_args(&cfg(), Accel::Auto),
             Err(CmdlineError::UnresolvedAccel { .. })
         ));
+    }
+
+    #[test]
+    fn tcg_translation_cache_size_only_under_tcg() {
+        let mut c = cfg();
+        c.tcg_tb_size_mib = 64;
+        let got = qemu_args(&c, Accel::Tcg).unwrap();
+        let at = got.iter().position(|a| a == "-accel").unwrap();
+        assert_eq!(got[at + 1], "tcg,tb-size=64");
+        assert_eq!(got[got.iter().position(|a| a == "-machine").unwrap() + 1], "q35");
+        let got = qemu_args(&c, Accel::Kvm).unwrap();
+        assert!(!got.iter().any(|a| a == "-accel"));
+        assert!(got.iter().any(|a| a == "q35,accel=kvm"));
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub struct VmConfig {
     pub shared_dir: PathBuf,
     #[serde(default)]
     pub accel: Accel,
+    /// TCG translation cache (MiB); 0: QEMU's default.
+    #[serde(default)]
+    pub tcg_tb_size_mib: u32,
     #[serde(default)]
     pub debug: bool,
     /// Empty `pcie-root-port`s created at boot so devices can be hot-plugged later
@@ -283,6 +286,7 @@ impl VmConfig {
             shared_fs: SharedFs::default(),
             shared_dir: shared_dir.into(),
             accel: Accel::Auto,
+            tcg_tb_size_mib: 0,
             debug: false,
             hotplug_root_ports: default_hotplug_root_ports(),
             start_timeout_ms: default_start_timeout_ms(),
