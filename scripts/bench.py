@@ -90,7 +90,7 @@ def floor_once(initrd, params=KERNEL_PARAMS, guest=None):
 
 def runtime(env, *args, **kw):
     cmd = [os.path.join(BIN, "kata-runtime"), "--root", env["root"], "--kata-config", env["config"],
-           "--log", env["log"], "--log-format", "json"] + list(args)
+           "--log", env["log"], "--log-format", "json", "--debug"] + list(args)
     return subprocess.run(cmd, timeout=120, **kw)
 
 

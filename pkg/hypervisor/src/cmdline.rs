@@ -212,6 +212,14 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     // Without an entropy source the guest's first blocking getrandom waits ~1 s.
     push(&["-object", "rng-random,id=rng0,filename=/dev/urandom"]);
     push(&["-device", "virtio-rng-pci,rng=rng0"]);
+    if cfg.free_page_reporting {
+        // The guest reports freed 2 MiB blocks; QEMU discards them, so host memory follows
+        // what the guest uses rather than the most it ever touched.
+        push(&[
+            "-device",
+            "virtio-balloon-pci,id=balloon0,free-page-reporting=on",
+        ]);
+    }
 
     match &cfg.shared_fs {
         SharedFs::Virtio9p { .. } => {
@@ -630,6 +638,20 @@ mod tests {
             qemu_args(&cfg(), Accel::Auto),
             Err(CmdlineError::UnresolvedAccel { .. })
         ));
+    }
+
+    #[test]
+    fn free_page_reporting_adds_a_balloon() {
+        let mut c = cfg();
+        assert!(!qemu_args(&c, Accel::Tcg)
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("virtio-balloon")));
+        c.free_page_reporting = true;
+        assert!(qemu_args(&c, Accel::Tcg)
+            .unwrap()
+            .iter()
+            .any(|a| a == "virtio-balloon-pci,id=balloon0,free-page-reporting=on"));
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub struct VmConfig {
     /// TCG translation cache (MiB); 0: QEMU's default.
     #[serde(default)]
     pub tcg_tb_size_mib: u32,
+    /// virtio-balloon with free page reporting (freed guest memory goes back to the host).
+    #[serde(default)]
+    pub free_page_reporting: bool,
     #[serde(default)]
     pub debug: bool,
     /// Empty `pcie-root-port`s created at boot so devices can be hot-plugged later
@@ -287,6 +290,7 @@ impl VmConfig {
             shared_dir: shared_dir.into(),
             accel: Accel::Auto,
             tcg_tb_size_mib: 0,
+            free_page_reporting: false,
             debug: false,
             hotplug_root_ports: default_hotplug_root_ports(),
             start_timeout_ms: default_start_timeout_ms(),

@@ -302,6 +302,7 @@ pub(crate) fn vm_config(
     vm.stop_timeout_ms = rt.config.runtime.sandbox_stop_timeout.max(1) * 1000;
     vm.probe_cache_dir = Some(rt.config.runtime.vm_dir.clone());
     vm.tcg_tb_size_mib = q.tcg_tb_size;
+    vm.free_page_reporting = q.reclaim_guest_freed_memory;
     vm.accel = match q.accelerator.as_str() {
         "kvm" => hypervisor::Accel::Kvm,
         "tcg" => hypervisor::Accel::Tcg,
