@@ -7,7 +7,8 @@
 //! or `SKIP <check>: <why>`. A field the spec does not set is not checked. `--fs DIR` and
 //! `--fs-ro DIR` check file semantics in a (shared) folder instead; `--hold-mem MIB` holds that
 //! much resident memory until killed (`--hold-mem-locked MIB`: mlocked, own text included); `--fuse-mount DIR` mounts and
-//! serves a FUSE filesystem there through /dev/fuse. Exit status 0 when
+//! serves a FUSE filesystem there through /dev/fuse; `--tcp-send HOST:PORT MIB` sends zeros in
+//! 256 KiB writes (the network benchmark's sender). Exit status 0 when
 //! nothing failed, 1 otherwise, 2 on bad usage.
 
 mod caps;
@@ -61,6 +62,28 @@ fn main() {
                 }
             }
         }
+        [_, flag, addr, mib] if flag == "--tcp-send" => {
+            // MIB MiB of zeros to ADDR (host:port) in 256 KiB writes: a sender whose cost per
+            // byte is the network path's, not that of many small syscalls.
+            let Ok(mib) = mib.parse::<usize>() else {
+                eprintln!("usage: kata-spec-checker --tcp-send HOST:PORT MIB");
+                std::process::exit(2);
+            };
+            let sent = std::net::TcpStream::connect(addr.as_str()).and_then(|mut s| {
+                let block = vec![0u8; 256 << 10];
+                for _ in 0..mib * 4 {
+                    std::io::Write::write_all(&mut s, &block)?;
+                }
+                s.shutdown(std::net::Shutdown::Write)
+            });
+            match sent {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("kata-spec-checker: sending to {addr}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         [_, flag, dir] if flag == "--fuse-mount" => {
             match fuse::mount_and_check(std::path::Path::new(dir)) {
                 Ok(()) => std::process::exit(0),
@@ -92,7 +115,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem[-locked] MIB | --fuse-mount DIR"
+                "usage: kata-spec-checker SPEC.json | --fs DIR | --fs-ro DIR | --fs-bench DIR MIB FILES | --hold-mem[-locked] MIB | --fuse-mount DIR | --tcp-send HOST:PORT MIB"
             );
             std::process::exit(2);
         }
