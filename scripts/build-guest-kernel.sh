@@ -2,7 +2,7 @@
 # Builds the guest kernel from Debian's linux-source-6.1 and the configuration fragments in
 # kernel/fragments/, and prints the folder holding the result (vmlinux, config, release) on
 # stdout, the only line written there: dir=$(scripts/build-guest-kernel.sh). With --key it
-# prints the cache key only.
+# prints the cache key only; with --check CONFIG it compares a .config with the fragments.
 #
 # The result is cached outside the repository, keyed by a hash of everything it is made from
 # (source package version, the options the fragments ask for, compiler version, the recipe
@@ -54,6 +54,28 @@ if [ "${1:-}" = --key ]; then
     exit 0
 fi
 
+# Prints one line per requested option whose final value differs; nothing when all hold.
+check_config() {
+    local config=$1 name want got
+    while read -r name want; do
+        got=$(sed -n -E "s/^$name=(.*)$/\1/p" "$config")
+        [ -n "$got" ] || got=n
+        if [ "$want" != "$got" ]; then
+            echo "$name: asked $want, got $got"
+        fi
+    done < <(requested "${fragments[@]}")
+}
+
+# --check CONFIG: compare a .config with the fragments (what the build does after olddefconfig);
+# prints the mismatches and fails when there are any.
+if [ "${1:-}" = --check ]; then
+    [ -f "${2:-}" ] || die "usage: $0 --check CONFIG"
+    mismatches=$(check_config "$2")
+    [ -z "$mismatches" ] && exit 0
+    echo "$mismatches"
+    exit 1
+fi
+
 # Results not used for 30 days, and builds interrupted a day ago or more, are removed; a result
 # in use is touched each time it is taken.
 prune_cache() {
@@ -70,18 +92,6 @@ if [ -f "$out/vmlinux" ] && [ -f "$out/config" ] && [ -f "$out/release" ] && [ -
     echo "$out"
     exit 0
 fi
-
-# Prints one line per requested option whose final value differs; nothing when all hold.
-check_config() {
-    local config=$1 name want got
-    while read -r name want; do
-        got=$(sed -n -E "s/^$name=(.*)$/\1/p" "$config")
-        [ -n "$got" ] || got=n
-        if [ "$want" != "$got" ]; then
-            echo "$name: asked $want, got $got"
-        fi
-    done < <(requested "${fragments[@]}")
-}
 
 mkdir -p -- "$cache_root"
 work=$(mktemp -d "$cache_root/.build.$key.XXXXXX")
