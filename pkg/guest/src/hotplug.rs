@@ -1,11 +1,16 @@
 //! Bringing hot-plugged vCPUs and memory online (the agent's OnlineCPUMem). Without udev in
-//! the guest nothing else would: the kernel leaves new CPUs and memory blocks offline.
+//! the guest nothing else would: the kernel leaves new CPUs offline, and new memory blocks too
+//! unless it was built to online them itself (MEMORY_HOTPLUG_DEFAULT_ONLINE, as our kernel is;
+//! `auto_online_blocks` then says so).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const CPUS: &str = "/sys/devices/system/cpu";
 const MEMORY: &str = "/sys/devices/system/memory";
+/// "offline" when new memory blocks wait for someone to online them; "online", "online_kernel"
+/// or "online_movable" when the kernel does it as they appear.
+const AUTO_ONLINE_BLOCKS: &str = "/sys/devices/system/memory/auto_online_blocks";
 /// ACPI announces new devices asynchronously after QMP's device_add returns.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -23,12 +28,14 @@ pub fn online(cpus: u32, cpu_only: bool, wait: bool) -> Result<(), Error> {
     let start = Instant::now();
     let mut cpus_online = 0;
     let mut blocks_online = 0;
+    // Memory the kernel onlines itself needs neither our write nor our wait.
+    let memory_is_ours = !cpu_only && !kernel_onlines_memory();
     loop {
         cpus_online += online_offline(Path::new(CPUS), "cpu", "online", "1");
         if !cpu_only {
             blocks_online += online_offline(Path::new(MEMORY), "memory", "state", "online");
         }
-        let done = cpus_online >= cpus && (cpu_only || blocks_online > 0);
+        let done = cpus_online >= cpus && (!memory_is_ours || blocks_online > 0);
         if done || !wait {
             log::info!("onlined {cpus_online} vCPUs, {blocks_online} memory blocks");
             return Ok(());
@@ -44,7 +51,18 @@ pub fn online(cpus: u32, cpu_only: bool, wait: bool) -> Result<(), Error> {
     }
 }
 
-/// Writes `on` to `<dir>/<prefix>N/<file>` where it reads as offline; returns how many.
+fn kernel_onlines_memory() -> bool {
+    std::fs::read_to_string(AUTO_ONLINE_BLOCKS)
+        .map(|policy| auto_onlines(&policy))
+        .unwrap_or(false)
+}
+
+fn auto_onlines(policy: &str) -> bool {
+    policy.trim().starts_with("online")
+}
+
+/// Writes `on` to `<dir>/<prefix>N/<file>` where it reads as offline; returns how many came
+/// online (a write refused because the kernel onlined it meanwhile counts too).
 fn online_offline(dir: &Path, prefix: &str, file: &str, on: &str) -> u32 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -65,9 +83,28 @@ fn online_offline(dir: &Path, prefix: &str, file: &str, on: &str) -> u32 {
         if matches!(state.trim(), "0" | "offline") {
             match std::fs::write(&path, on) {
                 Ok(()) => n += 1,
+                Err(_) if is_online(&path) => n += 1,
                 Err(e) => log::warn!("onlining {}: {e}", path.display()),
             }
         }
     }
     n
+}
+
+fn is_online(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|state| !matches!(state.trim(), "0" | "offline"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_online_policies() {
+        for policy in ["online\n", "online_kernel\n", "online_movable\n"] {
+            assert!(auto_onlines(policy), "{policy}");
+        }
+        assert!(!auto_onlines("offline\n"));
+        assert!(!auto_onlines(""));
+    }
 }
