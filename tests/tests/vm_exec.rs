@@ -151,6 +151,7 @@ fn vm_exec_runs_in_the_containers_namespaces() {
             b"",
             T,
         );
+        assert_eq!(out.code(), 0, "exec nproc: {}", out.stderr);
         let text = out.stdout_str();
         let mut lines = text.lines();
         let cpus: u32 = lines.next().unwrap_or("").trim().parse().unwrap_or(0);

@@ -75,9 +75,11 @@ pub struct Qemu {
     pub virtio_fs_cache: String,
     /// "auto", "kvm" or "tcg".
     pub accelerator: String,
-    /// Size (MiB) of QEMU's translation cache under TCG (`-accel tcg,tb-size=`); 0: QEMU's
-    /// own default. Ignored under KVM. 16: measured here, a guest's working set fits (no
-    /// slower boot or workload than with QEMU's default) and each VM holds ~35 MiB less.
+    /// Size (MiB) of QEMU's translation cache under TCG (`-accel tcg,thread=single,tb-size=`);
+    /// 0: QEMU's own default (multi-threaded TCG). Ignored under KVM. 16: measured here, a
+    /// guest's working set fits (no slower boot or workload than with QEMU's default) and each
+    /// VM holds ~35 MiB less; the vCPUs then share one host thread (QEMU 7.2 aborts on a vCPU
+    /// hot-plug with a small cache split per vCPU).
     pub tcg_tb_size: u32,
     /// A virtio-balloon with free page reporting: memory the guest frees goes back to the
     /// host (Kata's `reclaim_guest_freed_memory`).

@@ -117,8 +117,14 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel) -> Result<Vec<String>, CmdlineErr
     push(&["-name", &format!("sandbox-{}", cfg.sandbox_id)]);
     if accel == Accel::Tcg && cfg.tcg_tb_size_mib > 0 {
         // tb-size is an option of the accelerator object, which `-machine accel=` cannot take.
+        // thread=single: with a small cache, multi-threaded TCG (a region of it per vCPU)
+        // aborts QEMU 7.2 when a vCPU is hot-plugged once the regions are used up
+        // (tcg/region.c: tcg_region_initial_alloc__locked); one TCG thread shares one cache.
         push(&["-machine", &cfg.machine_type]);
-        push(&["-accel", &format!("tcg,tb-size={}", cfg.tcg_tb_size_mib)]);
+        push(&[
+            "-accel",
+            &format!("tcg,thread=single,tb-size={}", cfg.tcg_tb_size_mib),
+        ]);
     } else {
         push(&[
             "-machine",
@@ -660,7 +666,7 @@ mod tests {
         c.tcg_tb_size_mib = 64;
         let got = qemu_args(&c, Accel::Tcg).unwrap();
         let at = got.iter().position(|a| a == "-accel").unwrap();
-        assert_eq!(got[at + 1], "tcg,tb-size=64");
+        assert_eq!(got[at + 1], "tcg,thread=single,tb-size=64");
         assert_eq!(got[got.iter().position(|a| a == "-machine").unwrap() + 1], "q35");
         let got = qemu_args(&c, Accel::Kvm).unwrap();
         assert!(!got.iter().any(|a| a == "-accel"));
