@@ -76,10 +76,10 @@ pub struct Qemu {
     /// "auto", "kvm" or "tcg".
     pub accelerator: String,
     /// Size (MiB) of QEMU's translation cache under TCG (`-accel tcg,thread=single,tb-size=`);
-    /// 0: QEMU's own default (multi-threaded TCG). Ignored under KVM. 16: measured here, a
-    /// guest's working set fits (no slower boot or workload than with QEMU's default) and each
-    /// VM holds ~35 MiB less; the vCPUs then share one host thread (QEMU 7.2 aborts on a vCPU
-    /// hot-plug with a small cache split per vCPU).
+    /// 0: QEMU's own default (multi-threaded TCG). Ignored under KVM. 16, measured here: each
+    /// VM holds ~35 MiB less, but a warm-cache `run true` takes twice as long and the vCPUs
+    /// share one host thread (QEMU 7.2 aborts on a vCPU hot-plug with a small cache split per
+    /// vCPU), hence not the default.
     pub tcg_tb_size: u32,
     /// A virtio-balloon with free page reporting: memory the guest frees goes back to the
     /// host (Kata's `reclaim_guest_freed_memory`).
@@ -110,7 +110,7 @@ impl Default for Qemu {
             virtio_fs_daemon: "/usr/lib/qemu/virtiofsd".into(),
             virtio_fs_cache: "auto".into(),
             accelerator: "auto".into(),
-            tcg_tb_size: 16,
+            tcg_tb_size: 0,
             reclaim_guest_freed_memory: true,
             enable_debug: false,
             block_device_driver: "virtio-blk".into(),
