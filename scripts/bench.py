@@ -676,11 +676,9 @@ def pod_of_one_pss(env, work, name):
         runtime(env, "delete", "--force", name, **quiet)
 
 
-def kernel_rows(work, label, guest, extra_hv=""):
-    """The issue-18 rows for one guest image (build/guest or build/guest-debian)."""
-    global HV_SECTION
-    HV_SECTION = '[hypervisor.qemu]\nkernel = "%s/vmlinux"\ninitrd = "%s/initrd.img"\n%s' % (guest, guest, extra_hv)
-    d = os.path.join(work, "k-" + label)
+def env_with_bundle(d):
+    """A runtime environment of its own in folder d (its configuration ends with HV_SECTION)
+    and a busybox bundle running `true`: (d, env, bundle)."""
     os.makedirs(d, exist_ok=True)
     env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
            "log": os.path.join(d, "runtime.log")}
@@ -688,6 +686,14 @@ def kernel_rows(work, label, guest, extra_hv=""):
         f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n%s' % (d, d, HV_SECTION))
     bundle = os.path.join(d, "bundle")
     subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "true"], check=True)
+    return d, env, bundle
+
+
+def kernel_rows(work, label, guest):
+    """The issue-18 rows for one guest image (build/guest or build/guest-debian)."""
+    global HV_SECTION
+    HV_SECTION = '[hypervisor.qemu]\nkernel = "%s/vmlinux"\ninitrd = "%s/initrd.img"\n' % (guest, guest)
+    d, env, bundle = env_with_bundle(os.path.join(work, "k-" + label))
     initrd = os.path.join(d, "floor.img")
     floor_initrd(initrd)
     floor, run_true, ready = [], [], []
@@ -750,14 +756,8 @@ def tuning_rows(work):
     choices += [("reclaim_guest_freed_memory = false", "reclaim_guest_freed_memory = false\n")]
     for label, extra in choices:
         HV_SECTION = "[hypervisor.qemu]\n" + extra
-        d = os.path.join(work, "tune-" + label.replace(" ", "").replace("=", "-"))
-        os.makedirs(d, exist_ok=True)
-        env = {"root": os.path.join(d, "root"), "config": os.path.join(d, "config.toml"),
-               "log": os.path.join(d, "runtime.log")}
-        with open(env["config"], "w") as f:
-            f.write('[runtime]\nvm_dir = "%s/vm"\nshared_dir = "%s/shared"\n%s' % (d, d, HV_SECTION))
-        bundle = os.path.join(d, "bundle")
-        subprocess.run([os.path.join(TOP, "scripts/make-busybox-bundle.sh"), bundle, "true"], check=True)
+        d, env, bundle = env_with_bundle(
+            os.path.join(work, "tune-" + label.replace(" ", "").replace("=", "-")))
         times = []
         try:
             for i in range(N):

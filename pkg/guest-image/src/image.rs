@@ -302,15 +302,20 @@ fn built_kernel(dir: &Path) -> Result<PreparedKernel, ImageError> {
     })
 }
 
-/// `objcopy --strip-all` of an ELF vmlinux (notes, PVH's among them, stay).
-fn strip_symbols(vmlinux: &Path) -> Result<Vec<u8>, ImageError> {
-    let tmp = tempfile::Builder::new()
+/// A private folder under the system's temporary one, removed when dropped.
+fn scratch_dir() -> Result<tempfile::TempDir, ImageError> {
+    tempfile::Builder::new()
         .prefix("kata-osbuilder.")
         .tempdir()
         .map_err(|source| ImageError::Write {
             path: std::env::temp_dir(),
             source,
-        })?;
+        })
+}
+
+/// `objcopy --strip-all` of an ELF vmlinux (notes, PVH's among them, stay).
+fn strip_symbols(vmlinux: &Path) -> Result<Vec<u8>, ImageError> {
+    let tmp = scratch_dir()?;
     let out = tmp.path().join("vmlinux");
     run(
         Command::new("objcopy")
@@ -330,13 +335,7 @@ fn debian_kernel(deb: &Path, wanted: &[String]) -> Result<PreparedKernel, ImageE
     let (package, version) = deb_package_version(deb)?;
     log::info!("kernel package {package} {version}");
 
-    let tmp = tempfile::Builder::new()
-        .prefix("kata-osbuilder.")
-        .tempdir()
-        .map_err(|source| ImageError::Write {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    let tmp = scratch_dir()?;
     let root = tmp.path();
     // Unpacking (~400 MB of modules) dominates the build; hashing the ~70 MB .deb meanwhile on
     // the other core hides the hash's cost.
