@@ -28,7 +28,7 @@ have_cmd protoc || need+=(protobuf-compiler)
 have_cmd mkfs.ext4 || need+=(e2fsprogs)
 have_cmd losetup || need+=(mount)
 # The guest kernel (scripts/build-guest-kernel.sh): Debian's kernel source and what building a
-# vmlinux from it takes (gcc and make come with the Rust toolchain's build-essential).
+# vmlinux from it takes; kata-osbuilder strips it with objcopy (binutils).
 have_pkg linux-source-6.1 || need+=(linux-source-6.1)
 have_cmd flex || need+=(flex)
 have_cmd bison || need+=(bison)
@@ -37,6 +37,8 @@ have_pkg libelf-dev || need+=(libelf-dev)
 have_cmd make || need+=(make)
 have_cmd gcc || need+=(gcc)
 have_cmd xz || need+=(xz-utils)
+have_cmd objcopy || need+=(binutils)
+have_pkg libssl-dev || need+=(libssl-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
