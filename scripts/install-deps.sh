@@ -15,9 +15,10 @@ have_cmd runc || need+=(runc)   # the conformance runner compares against it
 have_cmd ip || need+=(iproute2)  # pkg/network's tests set up namespaces, veths and tc
 # CRI port-forward: the forwarder's redirect rule in the pod's network namespace.
 have_cmd iptables || need+=(iptables)
-# The real callers of the integration tests (integration/): containerd 1.6 with ctr and the v1
-# containerd-shim, podman 4 with conmon.
-have_cmd containerd && have_cmd ctr && have_cmd containerd-shim || need+=(containerd)
+# The real callers of the integration tests (integration/): containerd 1.6 with ctr, the v1
+# containerd-shim and the runc v2 shim, podman 4 with conmon.
+have_cmd containerd && have_cmd ctr && have_cmd containerd-shim && have_cmd containerd-shim-runc-v2 \
+  || need+=(containerd)
 have_cmd podman || need+=(podman)
 have_cmd conmon || need+=(conmon)
 # Pods through containerd's CRI plugin: CNI's bridge + host-local plugins make the pod's
@@ -40,9 +41,26 @@ have_cmd xz || need+=(xz-utils)
 have_cmd objcopy || need+=(binutils)
 have_pkg libssl-dev || need+=(libssl-dev)
 
+# Docker Engine 20.10 (integration/tests/docker.rs starts a dockerd of its own). Its package
+# would start the host's docker service: a policy-rc.d that refuses every start stops that
+# (and is put back as it was afterwards).
+have_cmd dockerd && [ -x /usr/bin/docker ] || need+=(docker.io)
+
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  saved=
+  if [ -e "$policy" ]; then
+    saved=$(mktemp)
+    cp -p "$policy" "$saved"
+  fi
+  printf '#!/bin/sh\n# install-deps.sh: no service starts during the install\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  restore() {
+    if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -7,6 +7,8 @@
 # `org.opencontainers.image.ref.name` (what `podman load` names it by), both NAME
 # (default localhost/busybox:latest). CMD-JSON is the image's Cmd (default ["sh"]); a pod's pause
 # image is the same rootfs with a Cmd that sleeps forever.
+# With DOCKER_ARCHIVE=1 the tar also holds a manifest.json naming the same blobs: `docker load`
+# of Docker 20.10 reads only that (docker save's format), ctr and podman read the OCI layout.
 set -euo pipefail
 out=$1
 name=${2:-localhost/busybox:latest}
@@ -68,8 +70,15 @@ cat > "$work/oci/index.json" <<JSON
    "annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$name"}}]}
 JSON
 echo '{"imageLayoutVersion":"1.0.0"}' > "$work/oci/oci-layout"
+extra=()
+if [ "${DOCKER_ARCHIVE:-}" = 1 ]; then
+  cat > "$work/oci/manifest.json" <<JSON
+[{"Config":"blobs/sha256/$config","RepoTags":["$name"],"Layers":["blobs/sha256/$layer"]}]
+JSON
+  extra=(manifest.json)
+fi
 
 mkdir -p "$(dirname "$out")"
 tar -C "$work/oci" --sort=name --owner=0 --group=0 --numeric-owner --mtime='2024-01-01 00:00:00' \
-  -cf "$out.tmp" oci-layout index.json blobs
+  -cf "$out.tmp" oci-layout index.json "${extra[@]}" blobs
 mv "$out.tmp" "$out"

@@ -8,12 +8,14 @@
 //! test's configuration, a state root and a log when the caller gives none, records every call
 //! in `calls.log`, and keeps the runtime's logs where a failing test can print them.
 //!
-//! On top of it, [`containerd::Containerd`] starts a containerd of the test's own and
-//! [`podman::Podman`] gives podman private roots. `finish()` stops the caller and runs the leak
+//! On top of it, [`containerd::Containerd`] starts a containerd of the test's own,
+//! [`podman::Podman`] gives podman private roots and [`docker::Docker`] starts a dockerd of the
+//! test's own on such a containerd. `finish()` stops the caller and runs the leak
 //! check; a test that panics prints the runtime's logs and force-cleans in `Drop`.
 
 pub mod containerd;
 pub mod cri;
+pub mod docker;
 pub mod podman;
 pub mod pty;
 

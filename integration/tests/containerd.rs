@@ -120,7 +120,7 @@ fn ctr_detached_task_exec_ps_pause_resume_kill() {
     c.work
         .assert_called(&["exec --process", "--console-socket", "e2.pid"]);
 
-    // ps: the container's processes (pids of the guest's view).
+    // ps: the container's processes (the host pids of the kata-shims standing for them).
     let out = c.ctr(&["task", "ps", "d1"]);
     assert_eq!(out.code(), 0, "ctr task ps: {}", out.stderr);
     let pids: Vec<u32> = out

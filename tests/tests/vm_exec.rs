@@ -107,7 +107,7 @@ fn vm_exec_runs_in_the_containers_namespaces() {
         assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
     }
 
-    // ps: the guest's view of the container's processes.
+    // ps: json lists the host's kata-shims, the table the guest's view.
     let out = env.run(&["ps", "--format", "json", "box"], b"", T);
     assert_eq!(out.code(), 0, "ps: {}", out.stderr);
     let pids: Vec<i64> = serde_json::from_slice(&out.stdout).expect("ps json");

@@ -236,12 +236,28 @@ fn vm_signal_numbers_and_kill_all() {
     }
     let out = env.run(&["exec", "-d", "sig", "sleep", "1000"], b"", T);
     assert_eq!(out.code(), 0, "exec -d: {}", out.stderr);
+    let out = env.run(&["ps", "sig"], b"", T);
+    assert!(
+        out.stdout_str().contains("sleep 1000"),
+        "the guest's view lists the exec'd sleep: {}",
+        out.stdout_str()
+    );
+    // ps json: host pids, those of the kata-shims standing for the container's process and
+    // its exec (as `state` and the pid files give), never a guest pid.
     let out = env.run(&["ps", "--format", "json", "sig"], b"", T);
     let pids: Vec<i64> = serde_json::from_slice(&out.stdout).expect("ps json");
-    assert!(
-        pids.len() >= 3,
-        "sh, its sleep and the exec'd sleep: {pids:?}"
+    assert_eq!(
+        pids.len(),
+        2,
+        "the container's shim and the exec's: {pids:?}"
     );
+    for pid in &pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("kata-shim"),
+            "pid {pid} is not a kata-shim on the host"
+        );
+    }
     let out = env.run(&["kill", "--all", "sig", "SIGKILL"], b"", T);
     assert_eq!(out.code(), 0, "kill --all: {}", out.stderr);
     wait_status(&env, "sig", "stopped", Duration::from_secs(30));

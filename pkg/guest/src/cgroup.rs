@@ -120,26 +120,38 @@ fn limit(v: i64) -> String {
     }
 }
 
-/// Applies OCI resources (memory, cpu, pids, blkio weight) to the container's cgroup (v2 files).
+/// A value runc leaves alone: `runc update` (Docker, containerd) sends every field, with 0
+/// for the ones the caller did not set.
+fn given(v: Option<i64>) -> Option<i64> {
+    v.filter(|v| *v != 0)
+}
+
+/// Applies OCI resources (memory, cpu, pids, blkio weight) to the container's cgroup (v2 files),
+/// with runc's cgroup v2 mapping: a zero is "not set", a negative limit is "max".
 pub fn apply_resources(id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
+        if let Some(l) = given(m.limit()) {
             write(id, "memory.max", &limit(l))?;
         }
-        if let Some(l) = m.reservation() {
+        if let Some(l) = given(m.reservation()) {
             write(id, "memory.low", &limit(l))?;
         }
-        if let (Some(swap), Some(mem)) = (m.swap(), m.limit()) {
+        if let (Some(swap), Some(mem)) = (given(m.swap()), given(m.limit())) {
             // OCI's swap is memory+swap (cgroup v1 semantics); v2 wants the swap alone.
             let v2 = if swap < 0 { -1 } else { (swap - mem).max(0) };
             let _ = write(id, "memory.swap.max", &limit(v2));
         }
     }
     if let Some(c) = r.cpu() {
-        if c.quota().is_some() || c.period().is_some() {
-            let quota = c.quota().map(limit).unwrap_or_else(|| "max".into());
-            let period = c.period().unwrap_or(100_000);
-            write(id, "cpu.max", &format!("{quota} {period}"))?;
+        let quota = given(c.quota());
+        let period = c.period().filter(|p| *p != 0);
+        if quota.is_some() || period.is_some() {
+            let quota = quota.filter(|q| *q > 0).map(|q| q.to_string());
+            let value = match period {
+                Some(p) => format!("{} {p}", quota.as_deref().unwrap_or("max")),
+                None => quota.unwrap_or_else(|| "max".into()),
+            };
+            write(id, "cpu.max", &value)?;
         }
         // CPU and memory node numbers are the host's; the VM has its own (fewer) ones. Where
         // they do not exist in the guest the setting is dropped with a warning, as Kata did.
@@ -152,16 +164,21 @@ pub fn apply_resources(id: &str, r: &oci_spec::runtime::LinuxResources) -> Resul
                 }
             }
         }
-        if let Some(shares) = c.shares() {
+        if let Some(shares) = c.shares().filter(|s| *s != 0) {
             // The conversion runc and crun use from v1 shares to v2 weight.
             let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
             write(id, "cpu.weight", &weight.to_string())?;
         }
     }
-    if let Some(p) = r.pids() {
+    if let Some(p) = r.pids().as_ref().filter(|p| p.limit() != 0) {
         write(id, "pids.max", &limit(p.limit()))?;
     }
-    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
+    if let Some(w) = r
+        .block_io()
+        .as_ref()
+        .and_then(|b| b.weight())
+        .filter(|w| *w != 0)
+    {
         let _ = write(id, "io.weight", &format!("default {w}"));
     }
     Ok(())

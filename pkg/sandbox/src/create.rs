@@ -61,6 +61,12 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
         // A member's namespace paths name its sandbox's (they become the guest's shared ones).
         return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
     }
+    if kind == ContainerType::Sandbox {
+        if let Some(sandbox_id) = crate::member::sandbox_named_by_pid(rt, &bundle.spec) {
+            log::info!("container {id}: shares namespaces of sandbox {sandbox_id}: joins its VM");
+            return crate::member::create(rt, opts, &bundle, &sandbox_id, started);
+        }
+    }
     crate::namespaces::check_paths(&bundle.spec)?;
     crate::namespaces::refuse_host_namespaces(&bundle.spec)?;
     // Resolve every path before anything is created: a missing piece is reported up front.
@@ -201,6 +207,16 @@ pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<Created> {
     })?;
     publish(rt, opts, &bundle, record, &shim)?;
     undo.disarm();
+    // The VM grows for the first container's limits as `update` makes it grow (Kata 1.x sized
+    // the sandbox by its containers): `docker run --memory 1g` gets a VM with 1 GiB more.
+    if let Some(resources) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+    {
+        crate::resize::grow_for(rt, sandbox_id, &agent, resources);
+    }
     let _ = state_dir;
     log::info!("container {id}: created in {:?}", started.elapsed());
     Ok(Created { shim })

@@ -372,12 +372,20 @@ pub fn set_paused(rt: &Runtime, id: &str, frozen: bool) -> Result<()> {
     Ok(())
 }
 
-/// `ps`: the container's processes as the guest sees them (json: the pids; table: pid and
-/// command line).
+/// `ps`: the container's processes. The table is the guest's view (pid and command line).
+/// The json list holds host pids, as every pid the runtime hands out (`state`, `--pid-file`):
+/// those of the kata-shims standing for the container's process and its execs. Callers look
+/// these pids up on the host (`docker top` runs the host's `ps` and keeps the listed pids;
+/// containerd's shims match them with the execs' pid files): a guest pid there would name
+/// whatever unrelated host process has that number.
 pub fn ps(rt: &Runtime, id: &str, format: &str) -> Result<Vec<u8>> {
     let (rec, _) = load(rt, id)?;
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
     let agent = running_agent(rt, id, "a stopped container has no processes")?;
+    if format == "json" {
+        let pids = crate::procs::shims_of(&rec.sandbox_id, id);
+        return serde_json::to_vec(&pids).map_err(|e| Error::Unsupported(format!("ps json: {e}")));
+    }
     let mut req = msg::ListProcessesRequest::new();
     req.container_id = id.into();
     req.format = format.into();

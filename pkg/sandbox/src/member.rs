@@ -136,6 +136,36 @@ fn running_sandbox(rt: &Runtime, id: &str, sandbox_id: &str) -> Result<SandboxRe
     Ok(sb)
 }
 
+/// The sandbox a container without pod annotations joins because its spec names another
+/// container's namespace by that container's pid: Docker's `--network container:<other>` (and
+/// `--ipc`/`--pid container:<other>`) give `/proc/<pid>/ns/<type>` with the pid the runtime
+/// reported for the other container, which is the host pid of its kata-shim. A VM container's
+/// namespaces live in its VM, so sharing one means running in that VM. Only a live kata-shim of
+/// a container of this state root counts; any other path is left to the host-namespace checks.
+pub(crate) fn sandbox_named_by_pid(rt: &Runtime, spec: &Spec) -> Option<String> {
+    let namespaces = spec.linux().as_ref()?.namespaces().clone()?;
+    let pids: Vec<i32> = namespaces
+        .iter()
+        .filter_map(|ns| proc_pid_of(ns.path().as_deref()?))
+        .collect();
+    if pids.is_empty() {
+        return None;
+    }
+    rt.store.list().into_iter().find_map(|cid| {
+        let rec = rt.store.load_container(&cid).ok()?;
+        let shim = rec.shim.as_ref()?;
+        (pids.contains(&shim.pid) && shim.alive()).then(|| rec.sandbox_id.clone())
+    })
+}
+
+/// The pid of a `/proc/<pid>/ns/<type>` path.
+fn proc_pid_of(path: &Path) -> Option<i32> {
+    let mut parts = path.strip_prefix("/proc").ok()?.components();
+    let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+    (parts.next()?.as_os_str() == "ns" && parts.next().is_some() && parts.next().is_none())
+        .then_some(pid)
+}
+
 /// CRI gives a member the host paths of its sandbox's namespaces (`/proc/<pause>/ns/ipc`):
 /// in the guest those become the agent's published sandbox namespaces. Other paths (the
 /// network one: the VM's network is the pod's) are dropped.
@@ -170,6 +200,15 @@ pub(crate) fn share_sandbox_namespaces(spec: &mut Spec) {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn proc_pid_paths() {
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns/net")), Some(42));
+        assert_eq!(proc_pid_of(Path::new("/proc/self/ns/net")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/42/task/43/ns/net")), None);
+        assert_eq!(proc_pid_of(Path::new("/var/run/netns/cni-1")), None);
+    }
 
     #[test]
     fn cri_namespace_paths_become_the_sandbox_ones() {

@@ -121,7 +121,7 @@ pub(crate) fn is_host_namespace(path: &Path, proc_name: &str) -> bool {
         .any(|host| host == given)
 }
 
-/// A sandbox's network and IPC are the VM's own: a spec that asks for the host's is refused
+/// A sandbox's network, IPC and PID namespaces are the VM's own: a spec that asks for the host's is refused
 /// with one line (the caller's pod then fails at once, rather than a VM reaching for the
 /// host's NIC or a "shared" IPC that is not).
 pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
@@ -139,6 +139,8 @@ pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
     for (typ, proc_name, what) in [
         (LinuxNamespaceType::Network, "net", "networking"),
         (LinuxNamespaceType::Ipc, "ipc", "IPC"),
+        // The host's processes are not in the VM: `docker run --pid host` cannot see them.
+        (LinuxNamespaceType::Pid, "pid", "PID"),
     ] {
         let entry = list.iter().find(|ns| ns.typ() == typ);
         let Some(entry) = entry else {
@@ -211,24 +213,44 @@ mod tests {
     fn host_namespaces_are_refused() {
         let own = serde_json::json!({});
         let host_net = spec(
-            serde_json::json!([{"type": "ipc"}, {"type": "network", "path": "/proc/self/ns/net"}]),
+            serde_json::json!([{"type": "ipc"}, {"type": "pid"},
+                {"type": "network", "path": "/proc/self/ns/net"}]),
             own.clone(),
         );
         let e = refuse_host_namespaces(&host_net).unwrap_err().to_string();
         assert!(e.contains("host's own namespace"), "{e}");
         let thread = spec(
-            serde_json::json!([{"type": "ipc"},
+            serde_json::json!([{"type": "ipc"}, {"type": "pid"},
                 {"type": "network", "path": format!("/proc/{}/task/{}/ns/net",
                     std::process::id(), std::process::id())}]),
             own.clone(),
         );
         assert!(refuse_host_namespaces(&thread).is_err());
-        let no_ipc = spec(serde_json::json!([{"type": "network"}]), own.clone());
+        let no_ipc = spec(
+            serde_json::json!([{"type": "network"}, {"type": "pid"}]),
+            own.clone(),
+        );
         let e = refuse_host_namespaces(&no_ipc).unwrap_err().to_string();
         assert!(e.contains("host IPC"), "{e}");
-        let no_net = spec(serde_json::json!([{"type": "ipc"}]), own.clone());
+        let no_net = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "pid"}]),
+            own.clone(),
+        );
         let e = refuse_host_namespaces(&no_net).unwrap_err().to_string();
         assert!(e.contains("host networking"), "{e}");
+        let no_pid = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "network"}]),
+            own.clone(),
+        );
+        let e = refuse_host_namespaces(&no_pid).unwrap_err().to_string();
+        assert!(e.contains("host PID"), "{e}");
+        let host_pid = spec(
+            serde_json::json!([{"type": "ipc"}, {"type": "network"},
+                {"type": "pid", "path": "/proc/self/ns/pid"}]),
+            own.clone(),
+        );
+        let e = refuse_host_namespaces(&host_pid).unwrap_err().to_string();
+        assert!(e.contains("host's own namespace (host PID)"), "{e}");
         let crio = spec(
             serde_json::json!([{"type": "ipc"}, {"type": "network"}]),
             serde_json::json!({CRIO_HOST_NETWORK: "true"}),
@@ -236,7 +258,7 @@ mod tests {
         let e = refuse_host_namespaces(&crio).unwrap_err().to_string();
         assert!(e.contains("HostNetwork"), "{e}");
         let fine = spec(
-            serde_json::json!([{"type": "ipc"}, {"type": "network"}]),
+            serde_json::json!([{"type": "ipc"}, {"type": "network"}, {"type": "pid"}]),
             serde_json::json!({CRIO_HOST_NETWORK: "false"}),
         );
         refuse_host_namespaces(&fine).unwrap();

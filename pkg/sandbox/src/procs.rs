@@ -222,34 +222,19 @@ const SANDBOX_PROGRAMS: [&str; 5] = [
 /// For a sandbox whose records were never saved (its `create` was killed) or are unreadable:
 /// nothing else knows their pids. Returns how many were killed.
 pub fn kill_orphans(dirs: &[&Path]) -> usize {
-    let me = std::process::id() as i32;
     let needles: Vec<String> = dirs
         .iter()
         .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
         .collect();
-    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
     let mut victims = Vec::new();
-    for entry in proc_dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    for (pid, name, argv) in host_processes() {
         if !SANDBOX_PROGRAMS.iter().any(|p| name.contains(p)) {
             continue;
         }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if needles.iter().any(|n| cmdline.contains(n.as_str())) {
+        if argv
+            .iter()
+            .any(|a| needles.iter().any(|n| a.contains(n.as_str())))
+        {
             if let Some(p) = ProcessRef::of(pid) {
                 victims.push(p);
             }
@@ -266,4 +251,58 @@ pub fn kill_orphans(dirs: &[&Path]) -> usize {
         wait_gone(p, Duration::from_secs(2));
     }
     victims.len()
+}
+
+/// Every other process of the host: pid, the file name of its executable, its arguments.
+fn host_processes() -> Vec<(i32, String, Vec<String>)> {
+    let me = std::process::id() as i32;
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let name = exe
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        out.push((pid, name, argv));
+    }
+    out
+}
+
+/// The host pids of the kata-shims standing for a container's processes (its own and its
+/// execs'), found by the arguments [`start_shim`] gives them.
+pub fn shims_of(sandbox_id: &str, container_id: &str) -> Vec<i32> {
+    let names = |argv: &[String], flag: &str, value: &str| {
+        argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+    };
+    let mut pids: Vec<i32> = host_processes()
+        .into_iter()
+        .filter(|(_, name, argv)| {
+            name.contains("kata-shim")
+                && names(argv, "--sandbox", sandbox_id)
+                && names(argv, "--container", container_id)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect();
+    pids.sort_unstable();
+    pids
 }

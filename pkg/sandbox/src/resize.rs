@@ -49,7 +49,8 @@ enum Base {
     Current,
 }
 
-/// `update` of a container: the VM should have the defaults plus what the limits ask.
+/// `update` of a container, or a sandbox's first container at create: the VM should have the
+/// defaults plus what the limits ask.
 pub fn grow_for(rt: &Runtime, sandbox_id: &str, agent: &AgentClient, r: &LinuxResources) {
     grow_and_online(rt, sandbox_id, agent, r, Base::Defaults);
 }
