@@ -18,13 +18,47 @@ pub struct Containerd {
 
 /// The image CRI pods run as their sandbox ("pause") container: busybox sleeping forever.
 pub const PAUSE_IMAGE: &str = "localhost/pause:latest";
-/// The CRI runtime handler that selects kata-runtime behind the v1 runtime.
+/// The CRI runtime handler that selects kata-runtime.
 pub const CRI_HANDLER: &str = "kata";
+
+/// The runtime name of containerd's runc v2 shim.
+pub const RUNC_V2: &str = "io.containerd.runc.v2";
+
+/// Which containerd shim runs kata-runtime for the CRI handler.
+enum Shim<'a> {
+    /// The v1 runtime (containerd-shim), with extra TOML lines for the handler's section.
+    V1(&'a str),
+    /// The runc v2 shim with kata-runtime as its binary.
+    RuncV2,
+}
+
+impl Shim<'_> {
+    /// The CRI handler's section.
+    fn handler(&self, work: &Workdir) -> String {
+        let (runtime, root) = (work.runtime(), work.kata_root());
+        match self {
+            Shim::V1(options) => format!(
+                "      runtime_type = \"{V1}\"\n      runtime_engine = \"{}\"\n      \
+                 runtime_root = \"{}\"\n      {options}",
+                runtime.display(),
+                root.display()
+            ),
+            // The shim appends the namespace to Root: the state lands in kata-root/k8s.io.
+            Shim::RuncV2 => format!(
+                "      runtime_type = \"{RUNC_V2}\"\n      \
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{CRI_HANDLER}.options]\n        \
+                 BinaryName = \"{}\"\n        Root = \"{}\"",
+                runtime.display(),
+                root.display()
+            ),
+        }
+    }
+}
 
 impl Containerd {
     /// containerd without its CRI plugin, for ctr.
     pub fn start() -> Containerd {
-        Self::start_with(None, "")
+        Self::start_with(None, Shim::V1(""))
     }
 
     /// containerd with its CRI plugin on: kata-runtime (v1 runtime) is the runtime handler
@@ -32,7 +66,14 @@ impl Containerd {
     /// `cni_conf_dir` (plugins from Debian's containernetworking-plugins), the pause image is
     /// imported into the `k8s.io` namespace. The CRI socket is [`Containerd::socket`].
     pub fn start_with_cri(cni_conf_dir: &std::path::Path) -> Containerd {
-        Self::start_with(Some(cni_conf_dir), "")
+        Self::start_with(Some(cni_conf_dir), Shim::V1(""))
+    }
+
+    /// As [`Containerd::start_with_cri`], with kata-runtime behind containerd's runc v2 shim
+    /// (`runtime_type = "io.containerd.runc.v2"`, options `BinaryName` and `Root`): how a
+    /// runc-compatible runtime is plugged into containerd 1.7 and 2.x.
+    pub fn start_with_cri_runc_v2(cni_conf_dir: &std::path::Path) -> Containerd {
+        Self::start_with(Some(cni_conf_dir), Shim::RuncV2)
     }
 
     /// As [`Containerd::start_with_cri`], with `handler_options` (TOML lines such as
@@ -41,10 +82,10 @@ impl Containerd {
         cni_conf_dir: &std::path::Path,
         handler_options: &str,
     ) -> Containerd {
-        Self::start_with(Some(cni_conf_dir), handler_options)
+        Self::start_with(Some(cni_conf_dir), Shim::V1(handler_options))
     }
 
-    fn start_with(cri: Option<&std::path::Path>, handler_options: &str) -> Containerd {
+    fn start_with(cri: Option<&std::path::Path>, shim: Shim) -> Containerd {
         let work = Workdir::new("kic");
         let d = work.path().join("containerd");
         std::fs::create_dir_all(d.join("fifo")).expect("mkdir");
@@ -68,16 +109,12 @@ impl Containerd {
     snapshotter = "overlayfs"
     default_runtime_name = "{CRI_HANDLER}"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{CRI_HANDLER}]
-      runtime_type = "{V1}"
-      runtime_engine = "{runtime}"
-      runtime_root = "{kata_root}"
-      {handler_options}
+{handler}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
 "#,
-                runtime = work.runtime().display(),
-                kata_root = work.kata_root().display(),
+                handler = shim.handler(&work),
                 cni = cni.display(),
             ),
         };
@@ -207,6 +244,26 @@ disabled_plugins = [{cri_disabled}
         self.command(&a)
     }
 
+    /// `ctr run --runtime io.containerd.runc.v2 --runc-binary <kata-runtime> --runc-root <ours>
+    /// --fifo-dir <ours> <args>`: the runc v2 shim with kata-runtime as its binary.
+    pub fn run_v2_command(&self, args: &[&str]) -> Command {
+        let fifo = self.dir().join("fifo");
+        let (runtime, root) = (self.work.runtime(), self.work.kata_root());
+        let mut a = vec![
+            "run",
+            "--runtime",
+            RUNC_V2,
+            "--runc-binary",
+            runtime.to_str().expect("utf-8"),
+            "--runc-root",
+            root.to_str().expect("utf-8"),
+            "--fifo-dir",
+            fifo.to_str().expect("utf-8"),
+        ];
+        a.extend_from_slice(args);
+        self.command(&a)
+    }
+
     /// `ctr task exec --fifo-dir <ours> <args>`.
     pub fn exec_command(&self, args: &[&str]) -> Command {
         let fifo = self.dir().join("fifo");
@@ -259,6 +316,10 @@ disabled_plugins = [{cri_disabled}
             w.path().join("shared"),
             self.dir().join("state").join(V1).join("default"),
             self.dir().join("state").join(V1).join("k8s.io"),
+            self.dir()
+                .join("state/io.containerd.runtime.v2.task/default"),
+            self.dir()
+                .join("state/io.containerd.runtime.v2.task/k8s.io"),
         ]);
     }
 
