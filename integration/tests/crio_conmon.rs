@@ -111,6 +111,29 @@ fn pause_bundle(w: &Workdir, id: &str, pins: &Pins, host_network: bool) -> PathB
             {"type": "uts", "path": uts},
         ]);
         s["process"]["oomScoreAdj"] = serde_json::json!(-998);
+        s["hostname"] = serde_json::json!(id);
+    });
+    b
+}
+
+/// A member of the pod as CRI-O writes it: `container` type, the sandbox's id, the pod's
+/// pinned namespaces by path, a pid namespace of its own.
+fn member_bundle(w: &Workdir, id: &str, sandbox: &str, pins: &Pins, command: &[&str]) -> PathBuf {
+    let b = w.path().join("bundles").join(id);
+    e2e_tests::make_busybox_bundle(&b, command);
+    let (net, ipc, uts) = (&pins.files[0], &pins.files[1], &pins.files[2]);
+    e2e_tests::edit_spec(&b, |s| {
+        s["annotations"] = serde_json::json!({
+            "io.kubernetes.cri-o.ContainerType": "container",
+            "io.kubernetes.cri-o.SandboxID": sandbox,
+            "io.kubernetes.cri-o.Name": format!("k8s_{id}_crio-pod_default_uid_0"),
+        });
+        s["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": net},
+            {"type": "ipc", "path": ipc},
+            {"type": "uts", "path": uts},
+        ]);
     });
     b
 }
@@ -118,8 +141,78 @@ fn pause_bundle(w: &Workdir, id: &str, pins: &Pins, host_network: bool) -> PathB
 /// conmon as CRI-O starts it for `create`; returns conmon's exit status and what it wrote
 /// on the sync pipe (`{"pid": N}` or `{"pid": -1, "message": ...}`).
 fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, String) {
-    let persist = w.path().join("persist").join(id);
-    let exits = w.path().join("exits");
+    conmon(w, root, bundle, id, id, &[])
+}
+
+/// conmon as CRI-O's ExecSync starts it: `--exec --exec-process-spec F --sync -T 60`, the
+/// output in the exec's log (CRI log format); returns the exit code conmon reports on the
+/// sync pipe (`{"exit_code": N}`) and the output lines.
+fn conmon_exec_sync(
+    w: &Workdir,
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    args: &[&str],
+) -> (i64, Vec<String>) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let exec_id = format!(
+        "exec{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(args);
+    process["terminal"] = serde_json::json!(false);
+    let process_file = w.path().join(format!("{exec_id}.json"));
+    std::fs::write(&process_file, process.to_string()).unwrap();
+    let (code, sync) = conmon(
+        w,
+        root,
+        bundle,
+        id,
+        &exec_id,
+        &[
+            "--exec",
+            "--exec-process-spec",
+            process_file.to_str().unwrap(),
+            "--sync",
+            "-T",
+            "60",
+        ],
+    );
+    let exit = sync
+        .split('}')
+        .filter_map(|part| serde_json::from_str::<serde_json::Value>(&format!("{part}}}")).ok())
+        .find_map(|v| v["exit_code"].as_i64())
+        .unwrap_or_else(|| panic!("no exit_code on the sync pipe: {sync}"));
+    // conmon --sync exits with the exec's code too.
+    assert_eq!(i64::from(code), exit, "conmon --exec: {sync}");
+    // CRI log lines: `<time> stdout F <text>`.
+    let log = std::fs::read_to_string(w.path().join("logs").join(format!("{exec_id}.ctr.log")))
+        .unwrap_or_default();
+    let output = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3).map(String::from))
+        .collect();
+    (exit, output)
+}
+
+/// conmon with CRI-O's arguments for container `id` (session `uuid`) plus `extra`; returns
+/// conmon's exit status and everything it wrote on the sync pipe.
+fn conmon(
+    w: &Workdir,
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    uuid: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let persist = w.path().join("persist").join(uuid);
+    // An exec's exit file would take the container's name: execs get a folder of their own.
+    let exits = w
+        .path()
+        .join(if uuid == id { "exits" } else { "exec-exits" });
     let sockets = w.path().join("attach");
     for d in [&persist, &exits, &sockets] {
         std::fs::create_dir_all(d).unwrap();
@@ -135,19 +228,19 @@ fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, Str
         "-c",
         id,
         "-u",
-        id,
+        uuid,
         "-n",
-        "k8s_POD_crio-pod",
+        &format!("k8s_{id}"),
     ])
     .arg("--exit-dir")
     .arg(&exits)
     .arg("-l")
-    .arg(w.path().join("logs").join(format!("{id}.ctr.log")))
+    .arg(w.path().join("logs").join(format!("{uuid}.ctr.log")))
     .args(["--log-level", "info"])
     .arg("-P")
     .arg(persist.join("conmon-pidfile"))
     .arg("-p")
-    .arg(bundle.join("pidfile"))
+    .arg(persist.join("pidfile"))
     .arg("--persist-dir")
     .arg(&persist)
     .arg("-r")
@@ -156,6 +249,7 @@ fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, Str
     .arg(format!("--root={}", root.display()))
     .arg("--socket-dir-path")
     .arg(&sockets)
+    .args(extra)
     .env("_OCI_SYNCPIPE", "3")
     .stdin(Stdio::null())
     .stdout(Stdio::null())
@@ -184,23 +278,26 @@ fn conmon_create(w: &Workdir, root: &Path, bundle: &Path, id: &str) -> (i32, Str
         unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(read_end) };
     let status = e2e_tests::wait_timeout(&mut child, Duration::from_secs(120));
     let mut message = String::new();
-    // conmon's monitor keeps the pipe open while the container lives: read what is there.
+    // conmon's monitor keeps the pipe open while the container lives: read what is there
+    // (until the end, for an exec: its pid, then its exit code).
     let mut buf = [0u8; 4096];
-    let n = {
+    loop {
         let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sync);
         let mut p = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
+        let wait_ms = if message.is_empty() { 30_000 } else { 1_000 };
         // SAFETY: poll on one valid descriptor.
-        if unsafe { libc::poll(&mut p, 1, 30_000) } > 0 {
-            sync.read(&mut buf).unwrap_or(0)
-        } else {
-            0
+        if unsafe { libc::poll(&mut p, 1, wait_ms) } <= 0 {
+            break;
         }
-    };
-    message.push_str(&String::from_utf8_lossy(&buf[..n]));
+        match sync.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => message.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
     (integration_tests::exit_code(status), message)
 }
 
@@ -281,5 +378,119 @@ fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
         before,
         "the host's network changed"
     );
+    w.assert_no_leaks(&[root, w.path().join("vm"), w.path().join("shared")]);
+}
+
+/// A pod the CRI-O way, whole: the pause container (annotations, `oomScoreAdj = -998`, pinned
+/// namespaces) and a member created through conmon, both in one VM; `features` as CRI-O reads
+/// it; ExecSync through conmon (exit codes, output in the CRI log); a member that exits on its
+/// own; stop (kill 15, kill 9) and remove; nothing left.
+#[test]
+fn crio_pod_with_a_member_exec_and_stop() {
+    let w = Workdir::new("kcriop");
+    let root = w.path().join("crio-root");
+    let run = |args: &[&str]| {
+        let out = w.kata(&root, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // CRI-O reads `features` for the recursive mount options it may use.
+    let features: serde_json::Value = serde_json::from_str(&run(&["features"])).unwrap();
+    for o in ["rro", "rbind", "rprivate"] {
+        assert!(
+            features["mountOptions"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == o)),
+            "{o} missing from features"
+        );
+    }
+
+    let pins = Pins::new(&w.path().join("pins"), false);
+    let pod = "crio-pod";
+    let pause = pause_bundle(&w, pod, &pins, false);
+    let (code, sync) = conmon_create(&w, &root, &pause, pod);
+    assert!(
+        sync.contains("\"pid\""),
+        "pause create: exit {code}, {sync}"
+    );
+    run(&["start", pod]);
+    let (exit, out) = conmon_exec_sync(&w, &root, &pause, pod, &["cat", "/proc/1/oom_score_adj"]);
+    assert_eq!(
+        (exit, out),
+        (0, vec!["-998".to_string()]),
+        "the pause container's oomScoreAdj"
+    );
+
+    let member = member_bundle(&w, "member", pod, &pins, &["sleep", "1000"]);
+    let (code, sync) = conmon_create(&w, &root, &member, "member");
+    let v: serde_json::Value = serde_json::from_str(sync.trim()).unwrap_or_default();
+    assert!(
+        v["pid"].as_i64().unwrap_or(0) > 0,
+        "member create: exit {code}, {sync}"
+    );
+    run(&["start", "member"]);
+    let quick = member_bundle(&w, "quick", pod, &pins, &["sh", "-c", "exit 3"]);
+    let (_, sync) = conmon_create(&w, &root, &quick, "quick");
+    assert!(sync.contains("\"pid\""), "quick create: {sync}");
+    run(&["start", "quick"]);
+    let qemus = e2e_tests::processes_mentioning(&w.path().to_string_lossy())
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("qemu-system"))
+        .count();
+    assert_eq!(qemus, 1, "one QEMU for the pod");
+
+    let (exit, out) = conmon_exec_sync(
+        &w,
+        &root,
+        &member,
+        "member",
+        &["sh", "-c", "uname -r; hostname; exit 4"],
+    );
+    assert_eq!(exit, 4, "ExecSync's exit code: {out:?}");
+    integration_tests::assert_guest_kernel(&out[0]);
+    assert_eq!(
+        out[1], "crio-pod",
+        "the member shares the pod's uts namespace"
+    );
+
+    // quick exits on its own: conmon writes its exit code to the exit folder.
+    let exit_file = w.path().join("exits").join("quick");
+    let written = integration_tests::poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(&exit_file).is_ok_and(|t| !t.is_empty())
+    });
+    assert!(written, "no exit file for quick");
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "3");
+    let state: serde_json::Value = serde_json::from_str(&run(&["state", "quick"])).unwrap();
+    assert_eq!(state["status"], "stopped");
+    // CRI-O's StopContainer of an exited container: its kill meets runc's words.
+    let out = w.kata(&root, &["kill", "quick", "15"]).output().unwrap();
+    assert!(
+        out.status.success()
+            || String::from_utf8_lossy(&out.stderr).contains("container not running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // StopContainer, StopPodSandbox, RemoveContainer/RemovePodSandbox: kill 15, kill 9, delete.
+    run(&["kill", "member", "15"]);
+    run(&["kill", "member", "9"]);
+    let written = integration_tests::poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(w.path().join("exits").join("member")).is_ok_and(|t| !t.is_empty())
+    });
+    assert!(written, "no exit file for member");
+    for id in ["quick", "member"] {
+        run(&["delete", id]);
+    }
+    run(&["kill", pod, "9"]);
+    let written = integration_tests::poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(w.path().join("exits").join(pod)).is_ok_and(|t| !t.is_empty())
+    });
+    assert!(written, "no exit file for the pod");
+    run(&["delete", pod]);
+    drop(pins);
     w.assert_no_leaks(&[root, w.path().join("vm"), w.path().join("shared")]);
 }
