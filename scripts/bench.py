@@ -646,8 +646,8 @@ def bench_kernel_params(initrd):
 
 
 def bench_callers():
-    """ctr run --rm true and podman run --rm true, kata-runtime vs runc (integration's
-    caller-bench: its own containerd and podman roots)."""
+    """ctr, podman and docker run --rm true, kata-runtime vs runc (integration's caller-bench:
+    its own containerd, podman roots and dockerd)."""
     exe = os.path.join(BIN, "caller-bench")
     if not os.path.exists(exe):
         return {}
@@ -948,7 +948,8 @@ def main():
             print("%-34s %6.0f Mbit/s (min %.0f, max %.0f)%s" % (label, s["median"], s["min"], s["max"], ratio))
         else:
             print("%-34s   (failed)" % label)
-    for key, label in [("ctr_run_rm_true", "ctr run --rm true"), ("podman_run_rm_true", "podman run --rm true")]:
+    for key, label in [("ctr_run_rm_true", "ctr run --rm true"), ("podman_run_rm_true", "podman run --rm true"),
+                       ("docker_run_rm_true", "docker run --rm true")]:
         per = callers.get(key) or {}
         kata, runc = per.get("kata"), per.get("runc")
         if kata and runc:

@@ -394,3 +394,82 @@ fn docker_run_options_reach_the_guest() {
     assert_eq!(out.code(), 0, "docker volume rm: {}", out.stderr);
     d.finish();
 }
+
+/// What the seed says did not work: Kubernetes through Docker (dockershim, today cri-dockerd)
+/// makes a pod as a sandbox container plus members joining its namespaces
+/// (`--network container:<sandbox>`, `--ipc container:<sandbox>`), marked with the labels
+/// `io.kubernetes.docker.type` / `io.kubernetes.sandbox.id`. Docker 20.10 does not hand labels
+/// to the runtime (no OCI annotation), so the member is recognised by the namespaces it
+/// joins: they name the sandbox's kata-shim, and the member lands in the sandbox's VM.
+#[test]
+fn docker_dockershim_style_pod_shares_one_vm() {
+    let d = Docker::start();
+    let out = d.docker(&run_args(
+        &[
+            "-d",
+            "--name",
+            "k8s_POD_web",
+            "--ipc",
+            "shareable",
+            "--label",
+            "io.kubernetes.docker.type=podsandbox",
+        ],
+        &["sleep", "100000"],
+    ));
+    assert_eq!(out.code(), 0, "sandbox: {}", out.stderr);
+    let sandbox = out.stdout_str().trim().to_string();
+    let sandbox_label = format!("io.kubernetes.sandbox.id={sandbox}");
+    let out = d.docker(&run_args(
+        &[
+            "-d",
+            "--name",
+            "k8s_app_web",
+            "--network",
+            "container:k8s_POD_web",
+            "--ipc",
+            "container:k8s_POD_web",
+            "--label",
+            "io.kubernetes.docker.type=container",
+            "--label",
+            &sandbox_label,
+        ],
+        &["sh", "-c", "echo from-member > /dev/shm/m; sleep 100000"],
+    ));
+    assert_eq!(out.code(), 0, "member: {}", out.stderr);
+    let member = out.stdout_str().trim().to_string();
+    // The labels are not in the spec Docker hands the runtime.
+    let spec = d
+        .work()
+        .path()
+        .join("containerd/state/io.containerd.runtime.v2.task/moby")
+        .join(&member)
+        .join("config.json");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spec).expect("the member's config.json")).unwrap();
+    println!(
+        "annotations Docker gave the member: {}",
+        spec["annotations"]
+    );
+    assert!(
+        spec["annotations"]
+            .get("io.kubernetes.docker.type")
+            .is_none(),
+        "Docker now passes labels: {}",
+        spec["annotations"]
+    );
+    assert_eq!(qemus(&d), 1, "the pod's two containers share one VM");
+    // One VM, shared IPC: the member's /dev/shm file is the sandbox's.
+    let mut seen = String::new();
+    let shared = poll(Duration::from_secs(20), || {
+        seen = d
+            .docker(&["exec", "k8s_POD_web", "cat", "/dev/shm/m"])
+            .stdout_str();
+        seen.contains("from-member")
+    });
+    assert!(shared, "the member's IPC is not the sandbox's: {seen:?}");
+    for name in ["k8s_app_web", "k8s_POD_web"] {
+        let out = d.docker(&["rm", "-f", name]);
+        assert_eq!(out.code(), 0, "docker rm -f {name}: {}", out.stderr);
+    }
+    d.finish();
+}

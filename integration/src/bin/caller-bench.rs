@@ -1,8 +1,10 @@
 //! `make bench` part for the real callers: `ctr run --rm` of `true` through kata-runtime (v1
-//! runtime) and through runc (`io.containerd.runc.v2`) on the same containerd, and `podman run
-//! --rm true` with either runtime. Prints one JSON object of seconds per run; asserts nothing.
+//! runtime) and through runc (`io.containerd.runc.v2`) on the same containerd, `podman run
+//! --rm true` and `docker run --rm true` with either runtime. Prints one JSON object of seconds
+//! per run; asserts nothing.
 
 use integration_tests::containerd::{Containerd, V1};
+use integration_tests::docker::{Docker, RUNTIME};
 use integration_tests::podman::Podman;
 use integration_tests::{run_cmd, IMAGE, T};
 use std::path::Path;
@@ -66,11 +68,22 @@ fn main() {
     let podman_runc = timed(n, |_| podman(Path::new("runc")));
     drop(p);
 
+    let d = Docker::start();
+    d.work().write_plain_wrapper();
+    let docker = |runtime: &str| {
+        let cmd = d.command(&["run", "--rm", "--runtime", runtime, IMAGE, "true"]);
+        run_cmd(cmd, b"", T).code() == 0
+    };
+    let docker_kata = timed(n, |_| docker(RUNTIME));
+    let docker_runc = timed(n, |_| docker("runc"));
+    drop(d);
+
     println!(
         "{}",
         serde_json::json!({
             "ctr_run_rm_true": {"kata": ctr_kata, "runc": ctr_runc},
             "podman_run_rm_true": {"kata": podman_kata, "runc": podman_runc},
+            "docker_run_rm_true": {"kata": docker_kata, "runc": docker_runc},
         })
     );
 }
