@@ -70,8 +70,9 @@ test-stress: guest
 fuzz: build
 	$(BIN_DIR)/kata-fuzz --seconds $(FUZZ_SECONDS) tests/fuzz/corpus all
 
-# The tests with real callers alone: containerd (v1 runtime, containerd-shim) and podman +
-# conmon drive kata-runtime; each test starts its caller with private folders. One at a time.
+# The tests with real callers alone: containerd (v1 runtime, runc v2 shim, CRI plugin), podman +
+# conmon, conmon the CRI-O way, Docker; each test starts its caller with private folders. One
+# at a time.
 integration: guest
 	$(CARGO) test $(CARGO_FLAGS) -p integration-tests -- --test-threads=1
 

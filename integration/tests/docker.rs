@@ -255,6 +255,13 @@ fn docker_detached_lifecycle() {
     assert_eq!(links("c1"), links("c2"));
     let out = d.docker(&["rm", "-f", "c2"]);
     assert_eq!(out.code(), 0, "docker rm -f c2: {}", out.stderr);
+    // Joining c1's VM with the host's processes is refused as for a VM of its own.
+    let out = d.docker(&run_args(
+        &["--rm", "--network", "container:c1", "--pid", "host"],
+        &["true"],
+    ));
+    assert_eq!(out.code(), 125, "--pid host in c1's VM: {}", out.stderr);
+    assert!(out.stderr.contains("host PID"), "{}", out.stderr);
 
     let out = d.docker(&["stop", "-t", "5", "c1"]);
     assert_eq!(out.code(), 0, "docker stop: {}", out.stderr);

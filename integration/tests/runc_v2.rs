@@ -23,8 +23,9 @@ fn processes(dir: &Path, what: &str) -> usize {
         .count()
 }
 
-/// `ctr run --rm` (output, exit code), `run -d` + `task exec` (exit code), `task ps` (the
-/// host's kata-shims, matched to the exec by containerd), `task kill` (exit 137), `task rm`.
+/// `ctr run --rm` (output, exit code; a guest OOM kill's 137), `run -d` + `task exec` (exit
+/// code), `task ps` (the host's kata-shims, matched to the exec by containerd), `task kill`,
+/// `task rm`.
 #[test]
 fn runc_v2_shim_under_ctr() {
     let c = Containerd::start();
@@ -46,6 +47,33 @@ fn runc_v2_shim_under_ctr() {
         "--pid-file",
         "init.pid v2-rm",
     ]);
+
+    // A container killed by the guest's OOM killer: exit 137 (the shim's OOM event watches
+    // the kata-shim's host cgroup, where no OOM happens: see the README).
+    let checker = e2e_tests::bin_dir().join("kata-spec-checker");
+    let mount = format!(
+        "type=bind,src={},dst=/kata-spec-checker,options=rbind:ro",
+        checker.display()
+    );
+    let out = e2e_tests::run_cmd(
+        c.run_v2_command(&[
+            "--rm",
+            "--memory-limit",
+            "16777216",
+            "--cap-add",
+            "CAP_IPC_LOCK",
+            "--mount",
+            &mount,
+            IMAGE,
+            "v2-oom",
+            "/kata-spec-checker",
+            "--hold-mem-locked",
+            "64",
+        ]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 137, "OOM: {} {}", out.stdout_str(), out.stderr);
 
     let out = e2e_tests::run_cmd(
         c.run_v2_command(&["-d", IMAGE, "v2d", "sleep", "1000"]),

@@ -93,24 +93,18 @@ fn vm_exec_dies_with_its_shim() {
     env.assert_clean();
 }
 
-/// A container's own shim killed: its process goes. Seen from a sandbox container of the same
-/// pod that shares the VM's pid namespace (neither has a pid namespace of its own).
+/// A container's own shim killed: its process goes. Seen from the sandbox container of the
+/// same pod, whose pid namespace the member shares (CRI's shareProcessNamespace: the member
+/// names the sandbox's pid namespace by a path).
 #[test]
 fn vm_container_process_dies_with_its_shim() {
     let env = Env::new();
-    let no_pid_ns = |s: &mut serde_json::Value| {
-        s["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|ns| ns["type"] != "pid");
-    };
     let sb = env.bundle("pod", &["sleep", "999999"]);
     edit_spec(&sb, |s| {
         s["annotations"] = json!({
             "io.kubernetes.cri.container-type": "sandbox",
             "io.kubernetes.cri.sandbox-id": "pod"
         });
-        no_pid_ns(s);
     });
     let out = env.run(
         &["run", "-d", "--bundle", sb.to_str().unwrap(), "pod"],
@@ -124,7 +118,11 @@ fn vm_container_process_dies_with_its_shim() {
             "io.kubernetes.cri.container-type": "container",
             "io.kubernetes.cri.sandbox-id": "pod"
         });
-        no_pid_ns(s);
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!("/proc/4242/ns/pid");
+            }
+        }
     });
     let member_pid = env.path().join("member.pid");
     let out = env.run(

@@ -28,22 +28,23 @@ fn main() {
     c.work.write_plain_wrapper();
     let fifo = c.work.path().join("containerd/fifo");
     let fifo = fifo.to_str().unwrap_or_default().to_string();
-    let ctr = |runtime: &str, id: String| {
-        let cmd = c.command(&[
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "--fifo-dir",
-            &fifo,
-            IMAGE,
-            &id,
-            "true",
-        ]);
-        run_cmd(cmd, b"", T).code() == 0
+    // runc's state in the test's folder too, not /run/containerd/runc.
+    let runc_root = c.work.path().join("runc-root");
+    let runc_root = runc_root.to_str().unwrap_or_default().to_string();
+    let ctr = |runtime: &str, extra: &[&str], id: String| {
+        let mut args = vec!["run", "--rm", "--runtime", runtime, "--fifo-dir", &fifo];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, &id, "true"]);
+        run_cmd(c.command(&args), b"", T).code() == 0
     };
-    let ctr_kata = timed(n, |i| ctr(V1, format!("bk{i}")));
-    let ctr_runc = timed(n, |i| ctr("io.containerd.runc.v2", format!("br{i}")));
+    let ctr_kata = timed(n, |i| ctr(V1, &[], format!("bk{i}")));
+    let ctr_runc = timed(n, |i| {
+        ctr(
+            "io.containerd.runc.v2",
+            &["--runc-root", &runc_root],
+            format!("br{i}"),
+        )
+    });
     drop(c);
 
     let p = Podman::new();

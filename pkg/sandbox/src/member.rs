@@ -32,6 +32,7 @@ pub fn create(
             "a container cannot be its own sandbox",
         ));
     }
+    crate::namespaces::refuse_host_pid(&bundle.spec)?;
     let shim_bin = rt.config.shim_path()?;
     let mut undo = Rollback::new();
     rt.store.claim(id)?;

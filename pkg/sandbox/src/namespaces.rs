@@ -164,6 +164,23 @@ pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// A pod member may name its sandbox's namespaces (they become the guest's), but a spec with
+/// no pid namespace asks for the host's processes (`docker run --pid host --network
+/// container:<other>`): refused as for a sandbox.
+pub(crate) fn refuse_host_pid(spec: &Spec) -> Result<()> {
+    if namespaces(spec)
+        .iter()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Pid)
+    {
+        return Ok(());
+    }
+    Err(Error::Unsupported(
+        "the spec has no pid namespace, i.e. host PID, which a VM cannot share: add \
+         {\"type\": \"pid\"} to linux.namespaces (or run the pod with runc)"
+            .into(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +261,9 @@ mod tests {
         );
         let e = refuse_host_namespaces(&no_pid).unwrap_err().to_string();
         assert!(e.contains("host PID"), "{e}");
+        let e = refuse_host_pid(&no_pid).unwrap_err().to_string();
+        assert!(e.contains("host PID"), "{e}");
+        refuse_host_pid(&host_net).unwrap();
         let host_pid = spec(
             serde_json::json!([{"type": "ipc"}, {"type": "network"},
                 {"type": "pid", "path": "/proc/self/ns/pid"}]),
