@@ -121,8 +121,8 @@ pub(crate) fn is_host_namespace(path: &Path, proc_name: &str) -> bool {
         .any(|host| host == given)
 }
 
-/// A sandbox's network, IPC and PID namespaces are the VM's own: a spec that asks for the host's is refused
-/// with one line (the caller's pod then fails at once, rather than a VM reaching for the
+/// A sandbox's network, IPC and PID namespaces are the VM's own: a spec that asks for the
+/// host's is refused with one line (the caller's pod then fails at once, rather than a VM reaching for the
 /// host's NIC or a "shared" IPC that is not).
 pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
     let annotations = spec.annotations().clone().unwrap_or_default();
@@ -144,11 +144,7 @@ pub(crate) fn refuse_host_namespaces(spec: &Spec) -> Result<()> {
     ] {
         let entry = list.iter().find(|ns| ns.typ() == typ);
         let Some(entry) = entry else {
-            return Err(Error::Unsupported(format!(
-                "the spec has no {name} namespace, i.e. host {what}, which a VM cannot share: \
-                 add {{\"type\": \"{name}\"}} to linux.namespaces (or run the pod with runc)",
-                name = type_name(typ)
-            )));
+            return Err(missing(typ, what));
         };
         if let Some(path) = given_path(entry) {
             if is_host_namespace(path, proc_name) {
@@ -174,10 +170,15 @@ pub(crate) fn refuse_host_pid(spec: &Spec) -> Result<()> {
     {
         return Ok(());
     }
-    Err(Error::Unsupported(
-        "the spec has no pid namespace, i.e. host PID, which a VM cannot share: add \
-         {\"type\": \"pid\"} to linux.namespaces (or run the pod with runc)"
-            .into(),
+    Err(missing(LinuxNamespaceType::Pid, "PID"))
+}
+
+/// A spec without an entry of `typ` asks for the host's namespace of that kind.
+fn missing(typ: LinuxNamespaceType, what: &str) -> Error {
+    Error::Unsupported(format!(
+        "the spec has no {name} namespace, i.e. host {what}, which a VM cannot share: \
+         add {{\"type\": \"{name}\"}} to linux.namespaces (or run the pod with runc)",
+        name = type_name(typ)
     ))
 }
 
