@@ -92,6 +92,30 @@ impl Drop for Pins {
     }
 }
 
+/// After a failing assertion: the runtime's logs, then whatever the test made is
+/// force-deleted, killed and unmounted (a passing test cleans up itself and checks it).
+struct OnPanic<'a>(&'a Workdir, PathBuf);
+impl Drop for OnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.dump_logs(&[]);
+            self.0.force_cleanup(std::slice::from_ref(&self.1));
+        }
+    }
+}
+
+/// The exit code conmon wrote for container `id` once its process ended (waits up to 30 s).
+fn exit_file_of(w: &Workdir, id: &str) -> String {
+    let file = w.path().join("exits").join(id);
+    let mut text = String::new();
+    let written = integration_tests::poll(Duration::from_secs(30), || {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        !text.is_empty()
+    });
+    assert!(written, "no exit file for {id}");
+    text.trim().to_string()
+}
+
 /// The pause container's bundle as CRI-O writes it.
 fn pause_bundle(w: &Workdir, id: &str, pins: &Pins, host_network: bool) -> PathBuf {
     let b = w.path().join("bundles").join(id);
@@ -305,6 +329,7 @@ fn conmon(
 fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
     let w = Workdir::new("kcrio");
     let root = w.path().join("crio-root");
+    let _cleanup = OnPanic(&w, root.clone());
     let before = host_network_snapshot();
 
     // Host network: the host's namespace pinned, with CRI-O's annotation.
@@ -389,6 +414,7 @@ fn crio_host_network_pod_is_refused_and_a_pinned_pod_runs() {
 fn crio_pod_with_a_member_exec_and_stop() {
     let w = Workdir::new("kcriop");
     let root = w.path().join("crio-root");
+    let _cleanup = OnPanic(&w, root.clone());
     let run = |args: &[&str]| {
         let out = w.kata(&root, args).output().unwrap();
         assert!(
@@ -458,12 +484,7 @@ fn crio_pod_with_a_member_exec_and_stop() {
     );
 
     // quick exits on its own: conmon writes its exit code to the exit folder.
-    let exit_file = w.path().join("exits").join("quick");
-    let written = integration_tests::poll(Duration::from_secs(30), || {
-        std::fs::read_to_string(&exit_file).is_ok_and(|t| !t.is_empty())
-    });
-    assert!(written, "no exit file for quick");
-    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "3");
+    assert_eq!(exit_file_of(&w, "quick"), "3");
     let state: serde_json::Value = serde_json::from_str(&run(&["state", "quick"])).unwrap();
     assert_eq!(state["status"], "stopped");
     // CRI-O's StopContainer of an exited container: its kill meets runc's words.
@@ -478,18 +499,12 @@ fn crio_pod_with_a_member_exec_and_stop() {
     // StopContainer, StopPodSandbox, RemoveContainer/RemovePodSandbox: kill 15, kill 9, delete.
     run(&["kill", "member", "15"]);
     run(&["kill", "member", "9"]);
-    let written = integration_tests::poll(Duration::from_secs(30), || {
-        std::fs::read_to_string(w.path().join("exits").join("member")).is_ok_and(|t| !t.is_empty())
-    });
-    assert!(written, "no exit file for member");
+    exit_file_of(&w, "member");
     for id in ["quick", "member"] {
         run(&["delete", id]);
     }
     run(&["kill", pod, "9"]);
-    let written = integration_tests::poll(Duration::from_secs(30), || {
-        std::fs::read_to_string(w.path().join("exits").join(pod)).is_ok_and(|t| !t.is_empty())
-    });
-    assert!(written, "no exit file for the pod");
+    exit_file_of(&w, pod);
     run(&["delete", pod]);
     drop(pins);
     w.assert_no_leaks(&[root, w.path().join("vm"), w.path().join("shared")]);
