@@ -60,8 +60,8 @@ fn from_mountinfo(mountinfo: &str, rootfs: &Path) -> Option<RootfsDevice> {
 
 /// Refuses a device another container of this runtime already has in its VM.
 pub(crate) fn check_unused(rt: &Runtime, dev: &Path) -> Result<()> {
-    for state in crate::lifecycle::list(rt) {
-        if let Ok(rec) = rt.store.load_container(&state.id) {
+    for id in rt.store.list() {
+        if let Ok(rec) = rt.store.load_container(&id) {
             let mut disks = rec.block_rootfs.iter().chain(rec.block_volumes.iter());
             if disks.any(|b| b.path == dev) {
                 return Err(Error::Unsupported(format!(

@@ -5,7 +5,7 @@
 //! are inside the VM, where a host binary cannot run. startContainer hooks are resolved in the
 //! container, so the agent runs them there, right before the workload (pkg/guest hooks.rs).
 
-use crate::lifecycle::OciState;
+use crate::state::OciState;
 use crate::{Error, Result};
 use oci_spec::runtime::{Hook, Hooks};
 

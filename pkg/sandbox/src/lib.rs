@@ -1,42 +1,61 @@
-//! The orchestration behind every runtime verb. Read `create` top-down to see one container
-//! come to life: id and bundle checks, the id claimed in the store, the rootfs shared, QEMU
-//! booted, the proxy started, the agent asked to create the container, the shim spawned, the
-//! records saved, and the pid file written last.
+//! Sandboxes and their containers, and the verbs of the runc-compatible CLI on top of them.
+//!
+//! The object model every front end drives: a [`Sandbox`] (one VM, the agent in it, the
+//! folder shared into it, the pod's network) holds [`Container`]s, each with [`Process`]es.
+//! [`plan::plan`] decides what a create will be; [`Sandbox::boot`] makes a VM and
+//! [`Sandbox::add_container`] a container in it. The v1 CLI (`cli`: create, start, kill,
+//! delete...) loads them from their records for each verb, calls one method and saves; the
+//! shim v2 keeps them in memory. What stands for a process on the host (a kata-shim, or the
+//! shim v2's threads) and how callers reach the agent ([`AgentLink`]: a kata-proxy, or the
+//! shim v2's own yamux session) are the front end's.
 
 mod blockdev;
+mod cli;
 mod console;
-mod create;
-mod exec;
+mod container;
 pub mod factory;
+mod guest_container;
 pub mod health;
 mod hooks;
 pub mod hostcheck;
-mod lifecycle;
 mod logs;
-mod member;
 mod namespaces;
 mod netcmd;
 mod network;
 mod overhead;
+pub mod plan;
 pub mod portforward;
+mod process;
 mod procs;
 mod resize;
 mod rollback;
+mod sandbox;
 mod share;
 mod signal;
+mod state;
+pub mod stats;
+mod vm;
 
-pub use create::{create, CreateOptions, Created};
-pub use exec::{base_process, exec, ExecOptions};
+pub use cli::create;
+pub use cli::create::{CreateOptions, Created};
+pub use cli::exec::{base_process, exec, ExecOptions};
+pub use cli::lifecycle::{
+    delete, kill, list, oom_kills, ps, set_paused, start, state, stats, update,
+};
+pub use container::{oom_kills_in, Container};
+pub use namespaces::share_sandbox_namespaces;
 pub use netcmd::{InterfaceJson, IpAddressJson, RouteJson};
+pub use process::Process;
+pub use rollback::Rollback;
+pub use sandbox::{force_remove, Sandbox};
+pub use state::{effective_status, to_state, OciState};
+pub use vm::{AgentLink, LinkEnd, ProxyLink, VmChannel};
 pub mod kata_network {
     //! The `kata-runtime kata-network` verbs.
     pub use crate::netcmd::{
         add_interface, del_interface, list_interfaces, list_routes, update_routes,
     };
 }
-pub use lifecycle::{
-    delete, kill, list, oom_kills, ps, set_paused, start, state, stats, update, OciState,
-};
 pub use logs::logs;
 pub use signal::parse_signal;
 

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
-use crate::{Error, Result};
+use crate::{Error, Result, Runtime};
 
 /// CRI-O's annotation on a pod that uses the host's network.
 pub(crate) const CRIO_HOST_NETWORK: &str = "io.kubernetes.cri-o.HostNetwork";
@@ -182,9 +182,70 @@ fn missing(typ: LinuxNamespaceType, what: &str) -> Error {
     ))
 }
 
+/// The sandbox a container without pod annotations joins because its spec names another
+/// container's namespace by that container's pid: Docker's `--network container:<other>` (and
+/// `--ipc`/`--pid container:<other>`) give `/proc/<pid>/ns/<type>` with the pid the runtime
+/// reported for the other container, which is the host pid of its kata-shim. A VM container's
+/// namespaces live in its VM, so sharing one means running in that VM. Only a live kata-shim of
+/// a container of this state root counts; any other path is left to the host-namespace checks.
+pub(crate) fn sandbox_named_by_pid(rt: &Runtime, spec: &Spec) -> Option<String> {
+    let namespaces = spec.linux().as_ref()?.namespaces().clone()?;
+    let pids: Vec<i32> = namespaces
+        .iter()
+        .filter_map(|ns| proc_pid_of(ns.path().as_deref()?))
+        .collect();
+    if pids.is_empty() {
+        return None;
+    }
+    rt.store.list().into_iter().find_map(|cid| {
+        let rec = rt.store.load_container(&cid).ok()?;
+        let shim = rec.shim.as_ref()?;
+        (pids.contains(&shim.pid) && shim.alive()).then(|| rec.sandbox_id.clone())
+    })
+}
+
+/// The pid of a `/proc/<pid>/ns/<type>` path.
+fn proc_pid_of(path: &Path) -> Option<i32> {
+    let mut parts = path.strip_prefix("/proc").ok()?.components();
+    let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+    (parts.next()?.as_os_str() == "ns" && parts.next().is_some() && parts.next().is_none())
+        .then_some(pid)
+}
+
+/// CRI gives a member the host paths of its sandbox's namespaces (`/proc/<pause>/ns/ipc`):
+/// in the guest those become the agent's published sandbox namespaces. Other paths (the
+/// network one: the VM's network is the pod's) are dropped.
+pub fn share_sandbox_namespaces(spec: &mut Spec) {
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    let Some(mut namespaces) = linux.namespaces().clone() else {
+        return;
+    };
+    for ns in namespaces.iter_mut() {
+        let has_path = ns
+            .path()
+            .as_ref()
+            .is_some_and(|p| !p.as_os_str().is_empty());
+        if !has_path {
+            continue;
+        }
+        let shared = match ns.typ() {
+            LinuxNamespaceType::Ipc => Some("ipc"),
+            LinuxNamespaceType::Uts => Some("uts"),
+            LinuxNamespaceType::Pid => Some("pid"),
+            _ => None,
+        };
+        ns.set_path(shared.map(|name| Path::new(protocols::SANDBOX_NS_DIR).join(name)));
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn spec(namespaces: serde_json::Value, annotations: serde_json::Value) -> Spec {
         serde_json::from_value(serde_json::json!({
@@ -283,5 +344,40 @@ mod tests {
             serde_json::json!({CRIO_HOST_NETWORK: "false"}),
         );
         refuse_host_namespaces(&fine).unwrap();
+    }
+
+    #[test]
+    fn proc_pid_paths() {
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns/net")), Some(42));
+        assert_eq!(proc_pid_of(Path::new("/proc/self/ns/net")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/42/task/43/ns/net")), None);
+        assert_eq!(proc_pid_of(Path::new("/var/run/netns/cni-1")), None);
+    }
+
+    #[test]
+    fn cri_namespace_paths_become_the_sandbox_ones() {
+        let mut spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+                {"type":"ipc","path":"/proc/42/ns/ipc"},
+                {"type":"uts","path":"/proc/42/ns/uts"},
+                {"type":"network","path":"/var/run/netns/cni-1"},
+                {"type":"pid"},
+                {"type":"mount"}]}}"#,
+        )
+        .unwrap();
+        share_sandbox_namespaces(&mut spec);
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let path = |i: usize| ns[i].path().clone();
+        assert_eq!(
+            path(0),
+            Some(PathBuf::from("/run/kata-containers/sandbox/ns/ipc"))
+        );
+        assert_eq!(
+            path(1),
+            Some(PathBuf::from("/run/kata-containers/sandbox/ns/uts"))
+        );
+        assert_eq!(path(2), None);
+        assert_eq!(path(3), None);
     }
 }

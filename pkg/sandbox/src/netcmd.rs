@@ -129,7 +129,7 @@ fn sandbox_of(
     let rec = rt.store.load_container(id)?;
     let lock = rt.store.lock(&rec.sandbox_id, mode)?;
     let rec = rt.store.load_container(id)?;
-    let status = crate::lifecycle::effective_status(&rec);
+    let status = crate::state::effective_status(&rec);
     if status == Status::Stopped {
         return Err(Error::BadState {
             id: id.into(),
@@ -299,14 +299,14 @@ pub fn del_interface(rt: &Runtime, id: &str, json: &[u8]) -> Result<InterfaceJso
 
 pub fn list_interfaces(rt: &Runtime, id: &str) -> Result<Vec<InterfaceJson>> {
     let (_sb, _lock) = sandbox_of(rt, id, LockMode::Shared)?;
-    let agent = crate::lifecycle::running_agent(rt, id, "its VM is not running")?;
+    let agent = crate::cli::lifecycle::running_agent(rt, id, "its VM is not running")?;
     let list = agent.list_interfaces(&msg::ListInterfacesRequest::new())?;
     Ok(list.Interfaces.iter().map(from_proto).collect())
 }
 
 pub fn list_routes(rt: &Runtime, id: &str) -> Result<Vec<RouteJson>> {
     let (_sb, _lock) = sandbox_of(rt, id, LockMode::Shared)?;
-    let agent = crate::lifecycle::running_agent(rt, id, "its VM is not running")?;
+    let agent = crate::cli::lifecycle::running_agent(rt, id, "its VM is not running")?;
     let list = agent.list_routes(&msg::ListRoutesRequest::new())?;
     Ok(list.Routes.iter().map(route_json).collect())
 }
@@ -327,7 +327,7 @@ pub fn update_routes(rt: &Runtime, id: &str, json: &[u8]) -> Result<Vec<RouteJso
         })
         .collect::<Result<Vec<_>>>()?;
     let (_sb, _lock) = sandbox_of(rt, id, LockMode::Shared)?;
-    let agent = crate::lifecycle::running_agent(rt, id, "its VM is not running")?;
+    let agent = crate::cli::lifecycle::running_agent(rt, id, "its VM is not running")?;
     let now = net::update_routes(&agent, routes)?;
     Ok(now.Routes.iter().map(route_json).collect())
 }

@@ -4,6 +4,7 @@
 
 type Undo = (&'static str, Box<dyn FnOnce()>);
 
+#[derive(Default)]
 pub struct Rollback {
     steps: Vec<Undo>,
 }

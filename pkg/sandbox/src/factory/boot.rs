@@ -10,8 +10,8 @@ use agent_client::AgentClient;
 use hypervisor::{Hypervisor, Qemu, QemuState, TemplateRole, Templating};
 
 use super::protocol::CachedVm;
-use crate::create::{boot_vm, vm_config, PROXY_SOCKET};
 use crate::rollback::Rollback;
+use crate::vm::{boot_vm, vm_config, ProxyLink};
 use crate::{share, Error, Result, Runtime};
 
 /// Cached VMs' folders: `<factory dir>/vms/<name>`.
@@ -46,12 +46,14 @@ pub(crate) fn boot_cached(rt: &Runtime, name: &str, template: Option<&Path>) -> 
         dir: dir.to_path_buf(),
     });
     let t0 = Instant::now();
-    let running = boot_vm(rt, vm, name, &mut undo)?;
-    AgentClient::wait_ready(
-        &vm_dir.join(PROXY_SOCKET),
-        rt.dial_timeout(),
-        rt.call_timeout(),
-    )?;
+    // Cached VMs keep Kata 1.x's proxy whoever takes them: they are booted before anyone
+    // knows which front end will.
+    let running = boot_vm(rt, vm, name, &ProxyLink, &mut undo)?;
+    let proxy = running
+        .link
+        .process
+        .ok_or_else(|| Error::Factory(format!("VM {name}: its link has no proxy process")))?;
+    AgentClient::wait_ready(&running.link.socket, rt.dial_timeout(), rt.call_timeout())?;
     let boot_ms = t0.elapsed().as_millis() as u64;
     let qemu = running
         .qemu
@@ -62,7 +64,7 @@ pub(crate) fn boot_cached(rt: &Runtime, name: &str, template: Option<&Path>) -> 
     Ok(CachedVm {
         name: name.to_string(),
         qemu,
-        proxy: running.proxy,
+        proxy,
         vm_dir,
         shared_dir,
         boot_ms,

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use daemon::{log_file, serve};
 pub use protocol::{ReadyVm, Status};
 
-use crate::create::RunningVm;
 use crate::network::SandboxNetwork;
 use crate::rollback::Rollback;
+use crate::vm::{LinkEnd, RunningVm, PROXY_SOCKET};
 use crate::{share, Error, Result, Runtime};
 use protocol::{CachedVm, Request};
 
@@ -58,7 +58,7 @@ pub(crate) fn cache_key(vm: &VmConfig) -> String {
 
 /// The key of the VMs this daemon boots.
 fn daemon_key(rt: &Runtime) -> Result<String> {
-    let vm = crate::create::vm_config(rt, "key", Path::new("/k"), Path::new("/k"))?;
+    let vm = crate::vm::vm_config(rt, "key", Path::new("/k"), Path::new("/k"))?;
     Ok(cache_key(&vm))
 }
 
@@ -191,7 +191,10 @@ pub(crate) fn adopt(
     );
     Ok(RunningVm {
         qemu,
-        proxy: cached.proxy,
+        link: LinkEnd {
+            socket: vm_dir.join(PROXY_SOCKET),
+            process: Some(cached.proxy),
+        },
         shared_dir: cached.shared_dir,
         booted: None,
     })

@@ -1,13 +1,14 @@
 //! `exec`: one more process in a running container, with a kata-shim of its own.
 
+use crate::container::Container;
 use crate::procs::{self, ShimArgs};
+use crate::sandbox::Sandbox;
 use crate::{Error, Result, Runtime};
-use agent_client::{messages as msg, AgentClient};
 use oci_spec::runtime::Process;
 use std::path::Path;
 use std::process::Child;
 use std::time::{SystemTime, UNIX_EPOCH};
-use store::{LockMode, Status};
+use store::LockMode;
 
 pub struct ExecOptions<'a> {
     pub id: &'a str,
@@ -50,42 +51,23 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
     let rec = rt.store.load_container(id)?;
     // Shared: an exec must not wait behind, or block, other verbs on the pod.
     let _lock = rt.store.lock(&rec.sandbox_id, LockMode::Shared)?;
-    let rec = rt.store.load_container(id)?;
-    let sb = rt.store.load_sandbox(&rec.sandbox_id)?;
-    let status = crate::lifecycle::effective_status(&rec);
-    if status != Status::Running {
-        return Err(Error::BadState {
-            id: id.into(),
-            status,
-            // runc's words.
-            action: match status {
-                Status::Paused => "cannot exec in a paused container",
-                _ => "cannot exec in a stopped container",
-            },
-        });
-    }
-    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Unsupported(
-            "exec: no command given (args is empty)".into(),
-        ));
-    }
+    let sandbox = Sandbox::load(rt, &rt.store.load_container(id)?.sandbox_id)?;
+    let container = Container::load(&sandbox, id)?;
+    container.check_exec(&opts.process)?;
     let terminal = opts.process.terminal().unwrap_or(false);
     crate::console::check(terminal, opts.console_socket, opts.foreground)?;
     let shim_bin = rt.config.shim_path()?;
     let exec_id = new_exec_id();
-    let process_json = serde_json::to_vec(&opts.process)
-        .map_err(|e| Error::Unsupported(format!("serialising the process: {e}")))?;
-    let agent = AgentClient::connect(&sb.proxy_socket, rt.call_timeout())?;
-    let mut req = msg::ExecProcessRequest::new();
-    req.container_id = id.into();
-    req.exec_id = exec_id.clone();
-    req.process_json = process_json;
-    agent.exec_process(&req)?;
+    let process = container.exec(&exec_id, &opts.process)?;
+    // An exec nobody will ever wait for or read from must not linger in the VM.
+    let kill_exec = || {
+        let _ = process.signal(libc::SIGKILL);
+    };
     let tty = match terminal {
         true => match crate::console::prepare(opts.console_socket, opts.foreground) {
             Ok(t) => t,
             Err(e) => {
-                kill_exec(&agent, id, &exec_id);
+                kill_exec();
                 return Err(e);
             }
         },
@@ -97,12 +79,12 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
             crate::console::ShimTerminal::Inherit => None,
         },
         binary: &shim_bin,
-        agent_socket: &sb.proxy_socket,
-        sandbox_id: &sb.id,
+        agent_socket: sandbox.agent_socket(),
+        sandbox_id: sandbox.id(),
         container_id: id,
         exec_id: &exec_id,
         terminal,
-        log: sb.vm_dir.join(format!(
+        log: sandbox.vm_dir().join(format!(
             "{}{}.log",
             sandbox_log::files::SHIM_PREFIX,
             crate::short_name(id)
@@ -112,22 +94,13 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<Child> {
     let shim = match shim {
         Ok(s) => s,
         Err(e) => {
-            kill_exec(&agent, id, &exec_id);
+            kill_exec();
             return Err(e);
         }
     };
     if let Some(pid_file) = opts.pid_file {
-        crate::create::write_pid_file(pid_file, shim.id())?;
+        crate::cli::create::write_pid_file(pid_file, shim.id())?;
     }
     log::info!("container {id}: exec {exec_id}, shim pid {}", shim.id());
     Ok(shim)
-}
-
-/// An exec nobody will ever wait for or read from must not linger in the VM.
-fn kill_exec(agent: &AgentClient, id: &str, exec_id: &str) {
-    let mut kill = msg::SignalProcessRequest::new();
-    kill.container_id = id.into();
-    kill.exec_id = exec_id.into();
-    kill.signal = libc::SIGKILL as u32;
-    let _ = agent.signal_process(&kill);
 }
