@@ -24,12 +24,17 @@ pub const CRI_HANDLER: &str = "kata";
 /// The runtime name of containerd's runc v2 shim.
 pub const RUNC_V2: &str = "io.containerd.runc.v2";
 
+/// The runtime name of our shim v2 (containerd runs `containerd-shim-kata-v2` from its PATH).
+pub const KATA_V2: &str = "io.containerd.kata.v2";
+
 /// Which containerd shim runs kata-runtime for the CRI handler.
 enum Shim<'a> {
     /// The v1 runtime (containerd-shim), with extra TOML lines for the handler's section.
     V1(&'a str),
     /// The runc v2 shim with kata-runtime as its binary.
     RuncV2,
+    /// Our shim v2, `containerd-shim-kata-v2`.
+    KataV2,
 }
 
 impl Shim<'_> {
@@ -51,6 +56,7 @@ impl Shim<'_> {
                 runtime.display(),
                 root.display()
             ),
+            Shim::KataV2 => format!("      runtime_type = \"{KATA_V2}\""),
         }
     }
 }
@@ -74,6 +80,12 @@ impl Containerd {
     /// runc-compatible runtime is plugged into containerd 1.7 and 2.x.
     pub fn start_with_cri_runc_v2(cni_conf_dir: &std::path::Path) -> Containerd {
         Self::start_with(Some(cni_conf_dir), Shim::RuncV2)
+    }
+
+    /// As [`Containerd::start_with_cri`], with our shim v2 as the handler
+    /// (`runtime_type = "io.containerd.kata.v2"`).
+    pub fn start_with_cri_kata_v2(cni_conf_dir: &std::path::Path) -> Containerd {
+        Self::start_with(Some(cni_conf_dir), Shim::KataV2)
     }
 
     /// As [`Containerd::start_with_cri`], with `handler_options` (TOML lines such as
@@ -150,9 +162,25 @@ disabled_plugins = [{cri_disabled}
         );
         std::fs::write(d.join("config.toml"), config).expect("writing config.toml");
         let log = std::fs::File::create(d.join("containerd.log")).expect("containerd.log");
+        // The shim v2 binary is found on containerd's PATH and reads the configuration named
+        // by KATA_CONF_FILE (both inherited from containerd).
+        let shim_dir = work.path().join("shim-v2-bin");
+        std::fs::create_dir_all(&shim_dir).expect("mkdir");
+        std::os::unix::fs::symlink(
+            e2e_tests::bin_dir().join("containerd-shim-kata-v2"),
+            shim_dir.join("containerd-shim-kata-v2"),
+        )
+        .expect("linking the shim v2");
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let daemon = Command::new("containerd")
             .arg("--config")
             .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .env("KATA_CONF_FILE", work.kata_config())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -257,6 +285,20 @@ disabled_plugins = [{cri_disabled}
             runtime.to_str().expect("utf-8"),
             "--runc-root",
             root.to_str().expect("utf-8"),
+            "--fifo-dir",
+            fifo.to_str().expect("utf-8"),
+        ];
+        a.extend_from_slice(args);
+        self.command(&a)
+    }
+
+    /// `ctr run --runtime io.containerd.kata.v2 --fifo-dir <ours> <args>`: our shim v2.
+    pub fn run_kata_v2_command(&self, args: &[&str]) -> Command {
+        let fifo = self.dir().join("fifo");
+        let mut a = vec![
+            "run",
+            "--runtime",
+            KATA_V2,
             "--fifo-dir",
             fifo.to_str().expect("utf-8"),
         ];

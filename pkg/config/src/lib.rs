@@ -212,6 +212,11 @@ impl Config {
         self.runtime.vm_dir.join(".factory")
     }
 
+    /// The shim v2's records, one folder per containerd namespace.
+    pub fn shim_v2_dir(&self) -> PathBuf {
+        self.runtime.vm_dir.join(".shim-v2")
+    }
+
     pub fn factory_endpoint(&self) -> PathBuf {
         match self.factory.vm_cache_endpoint.as_os_str().is_empty() {
             true => self.factory_dir().join("cache.sock"),

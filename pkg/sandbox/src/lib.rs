@@ -48,7 +48,7 @@ pub use netcmd::{InterfaceJson, IpAddressJson, RouteJson};
 pub use process::Process;
 pub use rollback::Rollback;
 pub use sandbox::{force_remove, Sandbox};
-pub use state::{effective_status, to_state, OciState};
+pub use state::{effective_status, run_create_hooks, to_state, OciState};
 pub use vm::{AgentLink, LinkEnd, ProxyLink, VmChannel};
 pub mod kata_network {
     //! The `kata-runtime kata-network` verbs.

@@ -215,6 +215,20 @@ impl Sandbox {
             .unwrap_or(false)
     }
 
+    /// QEMU's host pid, while it runs.
+    pub fn vm_pid(&self) -> Option<i32> {
+        serde_json::from_value::<QemuState>(self.record.hypervisor.clone())
+            .ok()
+            .map(|s| s.pid)
+            .filter(|_| self.vm_alive())
+    }
+
+    /// Unlists container `id` (a creation that failed after `add_container`; its undo has
+    /// removed the rest).
+    pub fn forget_member(&mut self, id: &str) {
+        self.record.containers.retain(|c| c != id);
+    }
+
     /// The sandbox's agent connection (dialled on first use).
     pub fn agent(&self) -> Result<&AgentClient> {
         if let Some(agent) = self.agent.get() {

@@ -132,10 +132,7 @@ pub(crate) fn publish(
     shim: &Child,
 ) -> Result<()> {
     rt.store.save_container(&record)?;
-    if let Some(hooks) = bundle.spec.hooks() {
-        let state = crate::state::to_state(record);
-        crate::hooks::run(Some(hooks), crate::hooks::Stage::CreateRuntime, &state)?;
-    }
+    crate::state::run_create_hooks(bundle, &record)?;
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, shim.id())?;
     }
