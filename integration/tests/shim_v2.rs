@@ -4,8 +4,9 @@
 //! Through `ctr` and through containerd's CRI plugin, with a containerd of the test's own.
 
 use integration_tests::containerd::Containerd;
-use integration_tests::{assert_guest_kernel, IMAGE, T};
+use integration_tests::{assert_guest_kernel, lines, poll, pty, run_cmd, IMAGE, T};
 use std::path::Path;
+use std::time::Duration;
 
 /// Processes of this test whose command line contains `what`.
 fn processes(dir: &Path, what: &str) -> usize {
@@ -45,5 +46,288 @@ fn kata_v2_run_rm() {
     assert!(out.stderr.contains("oops"), "stderr: {}", out.stderr);
     assert!(!stdout.contains("oops"), "stderr in stdout: {stdout}");
     assert_eq!(processes(c.work.path(), "kata-proxy"), 0);
+    c.finish();
+}
+
+/// `ctr run -t --rm`: a terminal in the guest of the caller's size; typed input and a resize
+/// reach it; the exit code reaches ctr.
+#[test]
+fn kata_v2_run_tty() {
+    let c = Containerd::start();
+    let script = pty::probe_script(4);
+    let term =
+        pty::spawn(c.run_kata_v2_command(&["-t", "--rm", IMAGE, "v2-tty", "sh", "-c", &script]));
+    term.wait_for("ready", T);
+    term.send(b"typed\r");
+    term.wait_for("got:typed", T);
+    term.resize(pty::NEW_ROWS, pty::NEW_COLS);
+    let (code, shown) = term.wait(T);
+    assert_eq!(code, 4, "ctr run -t showed:\n{shown}");
+    let shown = lines(&shown);
+    let tty = shown.iter().position(|l| l == "/dev/pts/0");
+    let tty = tty.unwrap_or_else(|| panic!("no /dev/pts/0 (tty): {shown:?}"));
+    assert_guest_kernel(&shown[tty + 1]);
+    let size = format!("{} {}", pty::ROWS, pty::COLS);
+    assert!(shown.contains(&size), "no {size:?} (stty size): {shown:?}");
+    let got = shown.iter().position(|l| l == "got:typed");
+    let got = got.unwrap_or_else(|| panic!("no got:typed: {shown:?}"));
+    let resized = format!("{} {}", pty::NEW_ROWS, pty::NEW_COLS);
+    assert!(
+        shown[got..].contains(&resized),
+        "the new size {resized:?} did not reach the container: {shown:?}"
+    );
+    c.finish();
+}
+
+/// A detached task: one shim process and one QEMU, nothing else; `ctr task exec` (with and
+/// without -t, exit codes, a duplicate exec id refused), `ctr task ps`, `ctr task metrics`
+/// (the guest cgroup's numbers), pause/resume, signals, a TERM the process handles (exit 7),
+/// `ctr task rm`.
+#[test]
+fn kata_v2_detached_task() {
+    let c = Containerd::start();
+    let script = "trap 'echo hup >> /tmp/signals' HUP; trap 'echo usr1 >> /tmp/signals' USR1; \
+                  trap 'exit 7' TERM; echo ready > /tmp/ready; \
+                  while true; do sleep 0.2; done";
+    let out = run_cmd(
+        c.run_kata_v2_command(&["-d", IMAGE, "d1", "sh", "-c", script]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr run -d: {}", out.stderr);
+    assert_eq!(c.task_status("d1").as_deref(), Some("RUNNING"));
+    let dir = c.work.path();
+    assert_eq!(processes(dir, "containerd-shim-kata-v2"), 1, "one shim");
+    assert_eq!(processes(dir, "qemu-system"), 1, "one VM");
+    for other in ["kata-proxy", "kata-shim", "containerd-shim "] {
+        assert_eq!(processes(dir, other), 0, "{other} runs");
+    }
+
+    let mut ready = None;
+    assert!(
+        poll(Duration::from_secs(30), || {
+            let out = run_cmd(
+                c.exec_command(&[
+                    "--exec-id",
+                    "e1",
+                    "d1",
+                    "sh",
+                    "-c",
+                    "cat /tmp/ready && uname -r && exit 5",
+                ]),
+                b"",
+                T,
+            );
+            let ok = out.code() == 5;
+            ready = Some(out);
+            ok
+        }),
+        "exec never found the container ready: {:?}",
+        ready.map(|o| (o.code(), o.stdout_str(), o.stderr))
+    );
+    let out = ready.expect("exec ran");
+    let stdout = lines(&out.stdout_str());
+    assert_eq!(stdout[0], "ready");
+    assert_guest_kernel(&stdout[1]);
+
+    // A detached exec keeps its id taken while it runs.
+    let out = run_cmd(
+        c.exec_command(&["-d", "--exec-id", "bg", "d1", "sleep", "1000"]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr task exec -d: {}", out.stderr);
+    let out = run_cmd(c.exec_command(&["--exec-id", "bg", "d1", "true"]), b"", T);
+    assert_ne!(out.code(), 0, "a second exec with id bg was accepted");
+
+    let term =
+        pty::spawn(c.exec_command(&["-t", "--exec-id", "e2", "d1", "sh", "-c", "tty; exit 6"]));
+    let (code, shown) = term.wait(T);
+    assert_eq!(code, 6, "ctr task exec -t showed:\n{shown}");
+    assert!(
+        lines(&shown).iter().any(|l| l.starts_with("/dev/pts/")),
+        "{shown:?}"
+    );
+
+    let out = c.ctr(&["task", "ps", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task ps: {}", out.stderr);
+    assert!(
+        out.stdout_str().lines().count() >= 2,
+        "ctr task ps: {}",
+        out.stdout_str()
+    );
+
+    let out = c.ctr(&["task", "metrics", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task metrics: {}", out.stderr);
+    let metrics = out.stdout_str();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&name)).then(|| f.get(1)?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {name} in ctr task metrics: {metrics}"))
+    };
+    assert!(value("pids.current") >= 3, "{metrics}");
+    assert!(value("memory.usage_in_bytes") > 0, "{metrics}");
+    assert!(value("cpuacct.usage") > 0, "{metrics}");
+
+    let out = c.ctr(&["task", "pause", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task pause: {}", out.stderr);
+    c.wait_task_status("d1", "PAUSED", Duration::from_secs(10));
+    let out = run_cmd(c.exec_command(&["--exec-id", "p", "d1", "true"]), b"", T);
+    assert_ne!(out.code(), 0, "exec in a paused task was accepted");
+    let out = c.ctr(&["task", "resume", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task resume: {}", out.stderr);
+    c.wait_task_status("d1", "RUNNING", Duration::from_secs(10));
+
+    for sig in ["SIGHUP", "10"] {
+        let out = c.ctr(&["task", "kill", "-s", sig, "d1"]);
+        assert_eq!(out.code(), 0, "ctr task kill -s {sig}: {}", out.stderr);
+    }
+    let mut seen = String::new();
+    let both = poll(Duration::from_secs(20), || {
+        let out = run_cmd(
+            c.exec_command(&["--exec-id", "e3", "d1", "cat", "/tmp/signals"]),
+            b"",
+            T,
+        );
+        seen = out.stdout_str();
+        seen.contains("hup") && seen.contains("usr1")
+    });
+    assert!(both, "the traps did not run: /tmp/signals = {seen:?}");
+
+    let out = c.ctr(&["task", "kill", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task kill: {}", out.stderr);
+    c.wait_task_status("d1", "STOPPED", Duration::from_secs(30));
+    let out = c.ctr(&["task", "kill", "d1"]);
+    assert_ne!(out.code(), 0, "kill of a stopped task succeeded");
+    let out = c.ctr(&["task", "rm", "d1"]);
+    assert_eq!(out.code(), 0, "ctr task rm: {}", out.stderr);
+    assert!(
+        out.stderr.contains("exit code 7"),
+        "ctr task rm: {}",
+        out.stderr
+    );
+    let out = c.ctr(&["containers", "rm", "d1"]);
+    assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
+    c.finish();
+}
+
+/// The guest's OOM killer: the task exits 137 and containerd gets a TaskOOM event.
+#[test]
+fn kata_v2_oom_event() {
+    let c = Containerd::start();
+    let mut events = c
+        .command(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    let checker = e2e_tests::bin_dir().join("kata-spec-checker");
+    let mount = format!(
+        "type=bind,src={},dst=/kata-spec-checker,options=rbind:ro",
+        checker.display()
+    );
+    let out = run_cmd(
+        c.run_kata_v2_command(&[
+            "--rm",
+            "--memory-limit",
+            "16777216",
+            "--cap-add",
+            "CAP_IPC_LOCK",
+            "--mount",
+            &mount,
+            IMAGE,
+            "v2-oom",
+            "/kata-spec-checker",
+            "--hold-mem-locked",
+            "64",
+        ]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 137, "OOM: {} {}", out.stdout_str(), out.stderr);
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = events.kill();
+    let mut seen = String::new();
+    if let Some(mut stdout) = events.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut seen);
+    }
+    let _ = events.wait();
+    let topics: Vec<&str> = seen.lines().filter(|l| l.contains("v2-oom")).collect();
+    let at = |topic: &str| topics.iter().position(|l| l.contains(topic));
+    assert!(at("/tasks/oom").is_some(), "no /tasks/oom event: {seen}");
+    assert!(
+        at("/tasks/oom") < at("/tasks/exit"),
+        "oom after exit: {seen}"
+    );
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(at(topic).is_some(), "no {topic} event: {seen}");
+    }
+    c.finish();
+}
+
+/// Faults: QEMU killed under a running task ends the task (exit reported, the pod cleaned up
+/// by `task rm`); the shim killed with SIGKILL is cleaned up by containerd (`delete`): no VM,
+/// no mount, no record left.
+#[test]
+fn kata_v2_faults() {
+    let c = Containerd::start();
+    let dir = c.work.path().to_path_buf();
+    let pids_of = |what: &str| -> Vec<i32> {
+        e2e_tests::processes_mentioning(&dir.to_string_lossy())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(what))
+            .map(|(pid, _)| pid)
+            .collect()
+    };
+    let out = run_cmd(
+        c.run_kata_v2_command(&["-d", IMAGE, "q1", "sleep", "1000"]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr run -d: {}", out.stderr);
+    for pid in pids_of("qemu-system") {
+        // SAFETY: kill(2) with a pid read from /proc.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    c.wait_task_status("q1", "STOPPED", Duration::from_secs(20));
+    let out = c.ctr(&["task", "rm", "q1"]);
+    assert_eq!(out.code(), 0, "ctr task rm: {}", out.stderr);
+    let out = c.ctr(&["containers", "rm", "q1"]);
+    assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
+
+    let out = run_cmd(
+        c.run_kata_v2_command(&["-d", IMAGE, "s1", "sleep", "1000"]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr run -d: {}", out.stderr);
+    for pid in pids_of("containerd-shim-kata-v2") {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // containerd notices the shim's end, runs `containerd-shim-kata-v2 delete`: the VM goes.
+    let gone = poll(Duration::from_secs(30), || {
+        pids_of("qemu-system").is_empty()
+    });
+    assert!(gone, "the VM outlived its shim");
+    // containerd reports the task's end and forgets the task.
+    let forgotten = poll(Duration::from_secs(20), || c.task_status("s1").is_none());
+    assert!(
+        forgotten,
+        "containerd still lists s1: {:?}",
+        c.task_status("s1")
+    );
+    let out = c.ctr(&["containers", "rm", "s1"]);
+    assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
     c.finish();
 }

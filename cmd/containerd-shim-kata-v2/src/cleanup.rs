@@ -27,6 +27,7 @@ pub fn run(flags: &Flags) -> anyhow::Result<()> {
         false => flags.bundle.clone().into(),
     };
     crate::pod::unmount_rootfs(&bundle);
+    crate::pod::remove_empty_state_dirs(&rt);
     let resp = DeleteResponse {
         pid: 0,
         exit_status: 128 + libc::SIGKILL as u32,

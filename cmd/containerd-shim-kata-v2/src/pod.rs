@@ -582,11 +582,7 @@ impl Pod {
         for task in tasks.iter().filter(|t| t.rootfs_mounted) {
             unmount_rootfs(&task.bundle);
         }
-        // The namespace's records folder, and the shim v2's, once no pod has records there.
-        let root = self.rt.store.root();
-        for dir in [Some(root), root.parent()].into_iter().flatten() {
-            let _ = std::fs::remove_dir(dir);
-        }
+        remove_empty_state_dirs(&self.rt);
     }
 }
 
@@ -655,5 +651,13 @@ pub fn unmount_rootfs(bundle: &Path) {
     let target = bundle.join("rootfs");
     if let Err(e) = containerd_shim::mount::umount_recursive(target.to_str(), 0) {
         log::warn!("unmounting {}: {e}", target.display());
+    }
+}
+
+/// The namespace's records folder, and the shim v2's, once no pod has records there.
+pub fn remove_empty_state_dirs(rt: &Runtime) {
+    let root = rt.store.root();
+    for dir in [Some(root), root.parent()].into_iter().flatten() {
+        let _ = std::fs::remove_dir(dir);
     }
 }
