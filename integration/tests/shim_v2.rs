@@ -3,7 +3,8 @@
 //! kata-proxy, no kata-shim, no containerd-shim), on the same sandbox library as kata-runtime.
 //! Through `ctr` and through containerd's CRI plugin, with a containerd of the test's own.
 
-use integration_tests::containerd::Containerd;
+use integration_tests::containerd::{Containerd, CRI_HANDLER};
+use integration_tests::cri::{self, CriClient};
 use integration_tests::{assert_guest_kernel, lines, poll, pty, run_cmd, IMAGE, T};
 use std::path::Path;
 use std::time::Duration;
@@ -329,5 +330,118 @@ fn kata_v2_faults() {
     );
     let out = c.ctr(&["containers", "rm", "s1"]);
     assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
+    c.finish();
+}
+
+/// A pod through containerd's CRI plugin with `runtime_type = "io.containerd.kata.v2"` and a
+/// CNI bridge: one shim and one VM for the pod's three containers, ExecSync (output, exit
+/// code), a container's own exit code, a container OOM-killed in the guest (CRI's reason
+/// OOMKilled), StopContainer, StopPodSandbox, RemovePodSandbox, nothing left.
+#[test]
+fn kata_v2_cri_pod() {
+    let dir = std::env::temp_dir().join(format!("kt-cni-kv2-{}", std::process::id()));
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    let json = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "kata-v2",
+        "plugins": [{
+            "type": "bridge", "bridge": "ktcni6", "isGateway": true, "ipMasq": false,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.203.6.0/24",
+                     "gateway": "10.203.6.1"}]], "dataDir": dir.join("ipam")}
+        }]
+    });
+    std::fs::write(conf.join("10-kata.conflist"), json.to_string()).expect("writing CNI conf");
+    struct Bridge(std::path::PathBuf);
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", "ktcni6"])
+                .status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _bridge = Bridge(dir.clone());
+    let c = Containerd::start_with_cri_kata_v2(&conf);
+    let mut client = CriClient::connect(&c.socket());
+    let logs = c.work.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let pod_config = cri::pod_config("kv2-pod", &logs, false);
+    let pod = client
+        .run_pod_sandbox(&pod_config, CRI_HANDLER)
+        .expect("RunPodSandbox");
+    let checker = e2e_tests::bin_dir().join("kata-spec-checker");
+    let mut hog = cri::container_config(
+        "hog",
+        IMAGE,
+        &["/kata-spec-checker", "--hold-mem-locked", "64"],
+    );
+    hog.mounts = vec![k8s_cri::v1::Mount {
+        container_path: "/kata-spec-checker".into(),
+        host_path: checker.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    hog.linux = Some(k8s_cri::v1::LinuxContainerConfig {
+        resources: Some(k8s_cri::v1::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: Some(k8s_cri::v1::LinuxContainerSecurityContext {
+            capabilities: Some(k8s_cri::v1::Capability {
+                add_capabilities: vec!["IPC_LOCK".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut ids = Vec::new();
+    for config in [
+        cri::container_config("long", IMAGE, &["sleep", "1000"]),
+        cri::container_config("quick", IMAGE, &["sh", "-c", "exit 3"]),
+        hog,
+    ] {
+        let id = client
+            .create_container(&pod, &config, &pod_config)
+            .expect("CreateContainer");
+        client.start_container(&id).expect("StartContainer");
+        ids.push(id);
+    }
+    let work = c.work.path();
+    assert_eq!(processes(work, "qemu-system"), 1, "one QEMU per pod");
+    assert_eq!(
+        processes(work, "containerd-shim-kata-v2"),
+        1,
+        "one shim per pod"
+    );
+    assert_eq!(processes(work, "kata-proxy"), 0, "no proxy");
+    let (out, err, code) = client
+        .exec_sync(&ids[0], &["uname", "-r"])
+        .expect("ExecSync");
+    assert_eq!(code, 0, "ExecSync: {err}");
+    assert_guest_kernel(out.trim());
+    let (out, _, _) = client.exec_sync(&ids[0], &["hostname"]).expect("ExecSync");
+    assert_eq!(out.trim(), "kv2-pod", "the pod's hostname");
+    let (_, _, code) = client
+        .exec_sync(&ids[0], &["sh", "-c", "exit 9"])
+        .expect("ExecSync");
+    assert_eq!(code, 9, "ExecSync's exit code");
+    for (n, want) in [(1, (3, "Error")), (2, (137, "OOMKilled"))] {
+        let mut last = (0, 0, String::new());
+        let exited = poll(Duration::from_secs(60), || {
+            last = client.container_exit(&ids[n]).unwrap_or_default();
+            last.0 == cri::CONTAINER_EXITED
+        });
+        assert!(exited, "container {n} did not exit: {last:?}");
+        assert_eq!((last.1, last.2.as_str()), want, "container {n}: {last:?}");
+    }
+    client.stop_container(&ids[0], 2).expect("StopContainer");
+    let (state, code, _) = client.container_exit(&ids[0]).expect("ContainerStatus");
+    assert_eq!((state, code), (cri::CONTAINER_EXITED, 143));
+    client.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    assert_eq!(processes(work, "qemu-system"), 0, "the pod's VM is gone");
+    drop(client);
     c.finish();
 }
