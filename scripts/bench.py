@@ -657,7 +657,10 @@ def bench_callers():
         raw = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {}
-    return {k: {rt: stats(v) if v else None for rt, v in per.items()} for k, per in raw.items()}
+    memory = raw.pop("pod_memory_without_qemu", {})
+    out = {k: {rt: stats(v) if v else None for rt, v in per.items()} for k, per in raw.items()}
+    out["pod_memory_without_qemu"] = memory
+    return out
 
 
 def pod_of_one_pss(env, work, name):
@@ -957,6 +960,21 @@ def main():
                                                            kata["median"] / runc["median"]))
         else:
             print("%-34s   (failed)" % label)
+        if per.get("kata_v2") and runc:
+            print("%-34s %8.3fs kata shim v2: %.1fx runc" % (
+                label + " (shim v2)", per["kata_v2"]["median"], per["kata_v2"]["median"] / runc["median"]))
+    shim_memory = callers.get("pod_memory_without_qemu") or {}
+    for size in ("1", "4"):
+        for path, label in (("v1", "v1 runtime"), ("v2", "shim v2")):
+            pod = (shim_memory.get(path) or {}).get(size)
+            title = "pod of %s, %s: host PSS w/o QEMU" % (size, label)
+            if not pod:
+                print("%-34s   (failed)" % title)
+                continue
+            parts = ", ".join("%s %.1f" % (k if v["count"] == 1 else "%d %ss" % (v["count"], k), v["pss_mib"])
+                              for k, v in sorted(pod["components"].items()))
+            print("%-34s %8.1f MiB (%s)%s" % (title, pod["total_pss_mib"], parts,
+                  "   (target <= 6 MiB)" if (size, path) == ("4", "v2") else ""))
     host = storage.get("host") or {}
     print("%-34s %9s %9s %10s %10s %10s" % ("storage (%d MiB, %d files)" % (FS_MIB, FS_FILES),
                                           "write MB/s", "read MB/s", "create/s", "stat/s", "delete/s"))

@@ -207,6 +207,32 @@ impl CriClient {
         .map(|_| ())
     }
 
+    pub fn remove_container(&mut self, id: &str) -> Result<(), tonic::Status> {
+        let req = cri::RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call("RemoveContainer", |mut c| async move {
+            c.remove_container(req).await
+        })
+        .map(|_| ())
+    }
+
+    /// UpdateContainerResources with a new memory limit, as `kubectl` resizing a pod does.
+    pub fn update_memory_limit(&mut self, id: &str, bytes: i64) -> Result<(), tonic::Status> {
+        let req = cri::UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: bytes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.call("UpdateContainerResources", |mut c| async move {
+            c.update_container_resources(req).await
+        })
+        .map(|_| ())
+    }
+
     pub fn stop_pod_sandbox(&mut self, pod_id: &str) -> Result<(), tonic::Status> {
         let req = cri::StopPodSandboxRequest {
             pod_sandbox_id: pod_id.to_string(),

@@ -18,6 +18,42 @@ fn processes(dir: &Path, what: &str) -> usize {
         .count()
 }
 
+/// `ctr events` running while a test acts: what containerd received from the shim.
+struct EventLog(std::process::Child);
+
+impl EventLog {
+    fn start(c: &Containerd) -> EventLog {
+        let child = c
+            .command(&["events"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        EventLog(child)
+    }
+
+    /// The lines seen so far that mention `id` (ctr events prints one line per event).
+    fn lines_of(mut self, id: &str) -> Vec<String> {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = self.0.kill();
+        let mut seen = String::new();
+        if let Some(mut stdout) = self.0.stdout.take() {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut seen);
+        }
+        let _ = self.0.wait();
+        seen.lines()
+            .filter(|l| l.contains(id))
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Where `topic` first appears among event lines.
+fn topic_at(lines: &[String], topic: &str) -> Option<usize> {
+    lines.iter().position(|l| l.contains(topic))
+}
+
 /// `ctr run --rm`: the guest's kernel, stdout and stderr apart, stdin, the exit code.
 #[test]
 fn kata_v2_run_rm() {
@@ -83,10 +119,11 @@ fn kata_v2_run_tty() {
 /// A detached task: one shim process and one QEMU, nothing else; `ctr task exec` (with and
 /// without -t, exit codes, a duplicate exec id refused), `ctr task ps`, `ctr task metrics`
 /// (the guest cgroup's numbers), pause/resume, signals, a TERM the process handles (exit 7),
-/// `ctr task rm`.
+/// `ctr task rm`; the task events containerd received.
 #[test]
 fn kata_v2_detached_task() {
     let c = Containerd::start();
+    let events = EventLog::start(&c);
     let script = "trap 'echo hup >> /tmp/signals' HUP; trap 'echo usr1 >> /tmp/signals' USR1; \
                   trap 'exit 7' TERM; echo ready > /tmp/ready; \
                   while true; do sleep 0.2; done";
@@ -211,6 +248,22 @@ fn kata_v2_detached_task() {
         "ctr task rm: {}",
         out.stderr
     );
+    let seen = events.lines_of("d1");
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(
+            topic_at(&seen, topic).is_some(),
+            "no {topic} event: {seen:#?}"
+        );
+    }
     let out = c.ctr(&["containers", "rm", "d1"]);
     assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
     c.finish();
@@ -220,12 +273,7 @@ fn kata_v2_detached_task() {
 #[test]
 fn kata_v2_oom_event() {
     let c = Containerd::start();
-    let mut events = c
-        .command(&["events"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ctr events");
+    let events = EventLog::start(&c);
     let checker = e2e_tests::bin_dir().join("kata-spec-checker");
     let mount = format!(
         "type=bind,src={},dst=/kata-spec-checker,options=rbind:ro",
@@ -250,20 +298,12 @@ fn kata_v2_oom_event() {
         T,
     );
     assert_eq!(out.code(), 137, "OOM: {} {}", out.stdout_str(), out.stderr);
-    std::thread::sleep(Duration::from_secs(1));
-    let _ = events.kill();
-    let mut seen = String::new();
-    if let Some(mut stdout) = events.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut seen);
-    }
-    let _ = events.wait();
-    let topics: Vec<&str> = seen.lines().filter(|l| l.contains("v2-oom")).collect();
-    let at = |topic: &str| topics.iter().position(|l| l.contains(topic));
-    assert!(at("/tasks/oom").is_some(), "no /tasks/oom event: {seen}");
+    let seen = events.lines_of("v2-oom");
+    let at = |topic: &str| topic_at(&seen, topic);
+    assert!(at("/tasks/oom").is_some(), "no /tasks/oom event: {seen:#?}");
     assert!(
         at("/tasks/oom") < at("/tasks/exit"),
-        "oom after exit: {seen}"
+        "oom after exit: {seen:#?}"
     );
     for topic in [
         "/tasks/create",
@@ -271,7 +311,7 @@ fn kata_v2_oom_event() {
         "/tasks/exit",
         "/tasks/delete",
     ] {
-        assert!(at(topic).is_some(), "no {topic} event: {seen}");
+        assert!(at(topic).is_some(), "no {topic} event: {seen:#?}");
     }
     c.finish();
 }
@@ -336,7 +376,8 @@ fn kata_v2_faults() {
 /// A pod through containerd's CRI plugin with `runtime_type = "io.containerd.kata.v2"` and a
 /// CNI bridge: one shim and one VM for the pod's three containers, ExecSync (output, exit
 /// code), a container's own exit code, a container OOM-killed in the guest (CRI's reason
-/// OOMKilled), StopContainer, StopPodSandbox, RemovePodSandbox, nothing left.
+/// OOMKilled), UpdateContainerResources, a container removed without having started,
+/// StopContainer, StopPodSandbox, RemovePodSandbox, nothing left.
 #[test]
 fn kata_v2_cri_pod() {
     let dir = std::env::temp_dir().join(format!("kt-cni-kv2-{}", std::process::id()));
@@ -436,6 +477,30 @@ fn kata_v2_cri_pod() {
         assert!(exited, "container {n} did not exit: {last:?}");
         assert_eq!((last.1, last.2.as_str()), want, "container {n}: {last:?}");
     }
+    // UpdateContainerResources reaches the container's guest cgroup.
+    client
+        .update_memory_limit(&ids[0], 256 << 20)
+        .expect("UpdateContainerResources");
+    let (out, _, _) = client
+        .exec_sync(
+            &ids[0],
+            &["cat", &format!("/sys/fs/cgroup/kata/{}/memory.max", ids[0])],
+        )
+        .expect("ExecSync");
+    assert_eq!(
+        out.trim(),
+        (256u64 << 20).to_string(),
+        "memory.max in the guest"
+    );
+    // A container created and removed without ever starting.
+    let never = client
+        .create_container(
+            &pod,
+            &cri::container_config("never", IMAGE, &["true"]),
+            &pod_config,
+        )
+        .expect("CreateContainer");
+    client.remove_container(&never).expect("RemoveContainer");
     client.stop_container(&ids[0], 2).expect("StopContainer");
     let (state, code, _) = client.container_exit(&ids[0]).expect("ContainerStatus");
     assert_eq!((state, code), (cri::CONTAINER_EXITED, 143));
