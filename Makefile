@@ -28,9 +28,12 @@ all: build guest
 deps:
 	@scripts/install-deps.sh
 
-# deps first: the integration crate's CRI client is generated with protoc at build time.
+# deps first: the integration crate's CRI client is generated with protoc at build time. The
+# shim v2 is built again for size (profile `shim`) and put beside the others.
 build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	$(CARGO) build --profile shim --target $(TARGET) -p containerd-shim-kata-v2
+	cp target/$(TARGET)/shim/containerd-shim-kata-v2 $(BIN_DIR)/containerd-shim-kata-v2
 
 # The guest image: the guest kernel (an uncompressed vmlinux) + an initramfs whose /init is
 # kata-agent (and, with Debian's kernel, the modules it needs).
@@ -86,7 +89,7 @@ bench: guest
 
 install: build guest
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/kata-containers
-	install -m 0755 $(BIN_DIR)/kata-runtime $(BIN_DIR)/kata-proxy $(BIN_DIR)/kata-shim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN_DIR)/kata-runtime $(BIN_DIR)/kata-proxy $(BIN_DIR)/kata-shim $(BIN_DIR)/containerd-shim-kata-v2 $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initrd.img $(GUEST_DIR)/manifest.json $(DESTDIR)$(PREFIX)/share/kata-containers/
 	install -d $(DESTDIR)$(PREFIX)/share/defaults/kata-containers
 	install -m 0644 config/configuration.toml $(DESTDIR)$(PREFIX)/share/defaults/kata-containers/

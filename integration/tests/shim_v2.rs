@@ -18,6 +18,17 @@ fn processes(dir: &Path, what: &str) -> usize {
         .count()
 }
 
+/// The shim processes serving tasks. A member's `start` also runs one, which finds the pod's
+/// shim serving and exits: it may still be exiting when containerd has its answer.
+fn shims(dir: &Path) -> usize {
+    let mut n = 0;
+    poll(Duration::from_secs(5), || {
+        n = processes(dir, "containerd-shim-kata-v2");
+        n == 1
+    });
+    n
+}
+
 /// `ctr events` running while a test acts: what containerd received from the shim.
 struct EventLog(std::process::Child);
 
@@ -135,7 +146,7 @@ fn kata_v2_detached_task() {
     assert_eq!(out.code(), 0, "ctr run -d: {}", out.stderr);
     assert_eq!(c.task_status("d1").as_deref(), Some("RUNNING"));
     let dir = c.work.path();
-    assert_eq!(processes(dir, "containerd-shim-kata-v2"), 1, "one shim");
+    assert_eq!(shims(dir), 1, "one shim");
     assert_eq!(processes(dir, "qemu-system"), 1, "one VM");
     for other in ["kata-proxy", "kata-shim", "containerd-shim "] {
         assert_eq!(processes(dir, other), 0, "{other} runs");
@@ -451,11 +462,7 @@ fn kata_v2_cri_pod() {
     }
     let work = c.work.path();
     assert_eq!(processes(work, "qemu-system"), 1, "one QEMU per pod");
-    assert_eq!(
-        processes(work, "containerd-shim-kata-v2"),
-        1,
-        "one shim per pod"
-    );
+    assert_eq!(shims(work), 1, "one shim per pod");
     assert_eq!(processes(work, "kata-proxy"), 0, "no proxy");
     let (out, err, code) = client
         .exec_sync(&ids[0], &["uname", "-r"])
@@ -508,5 +515,49 @@ fn kata_v2_cri_pod() {
     client.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     assert_eq!(processes(work, "qemu-system"), 0, "the pod's VM is gone");
     drop(client);
+    c.finish();
+}
+
+/// Bad input through the shim v2: a command that does not exist fails `ctr run` with the
+/// guest's error and leaves nothing (no VM, no mount, no record); an exec of a missing command
+/// fails alone, the task runs on.
+#[test]
+fn kata_v2_bad_commands() {
+    let c = Containerd::start();
+    let out = run_cmd(
+        c.run_kata_v2_command(&["--rm", IMAGE, "nx1", "/nonexistent"]),
+        b"",
+        T,
+    );
+    assert_ne!(out.code(), 0, "ctr run of /nonexistent succeeded");
+    assert!(
+        out.stderr.contains("/nonexistent"),
+        "ctr did not relay the error: {}",
+        out.stderr
+    );
+    assert_eq!(
+        processes(c.work.path(), "qemu-system"),
+        0,
+        "a VM outlived the failed create"
+    );
+    let _ = c.ctr(&["containers", "rm", "nx1"]);
+    let out = run_cmd(
+        c.run_kata_v2_command(&["-d", IMAGE, "nx2", "sleep", "1000"]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr run -d: {}", out.stderr);
+    let out = run_cmd(
+        c.exec_command(&["--exec-id", "x", "nx2", "/nonexistent"]),
+        b"",
+        T,
+    );
+    assert_ne!(out.code(), 0, "exec of /nonexistent succeeded");
+    let out = run_cmd(c.exec_command(&["--exec-id", "y", "nx2", "true"]), b"", T);
+    assert_eq!(out.code(), 0, "exec after a failed one: {}", out.stderr);
+    let out = c.ctr(&["task", "rm", "-f", "nx2"]);
+    assert_eq!(out.code(), 0, "ctr task rm -f: {}", out.stderr);
+    let out = c.ctr(&["containers", "rm", "nx2"]);
+    assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
     c.finish();
 }

@@ -53,7 +53,11 @@ pub fn run(flags: &Flags) -> anyhow::Result<()> {
             )
         })
         .collect();
+    // containerd opens one connection per task and blocks a worker in each with Wait; one
+    // or two idle workers per connection are enough (more start while all are busy).
     let mut server = ttrpc::Server::new()
+        .set_thread_count_default(2)
+        .set_thread_count_min(1)
         .add_listener(listener.into_raw_fd())?
         .register_service(v2)
         .register_service(v3);
@@ -64,6 +68,15 @@ pub fn run(flags: &Flags) -> anyhow::Result<()> {
     exit.wait();
     log::info!("shutting down");
     pod.teardown();
+    // The server waits for its handlers; one stuck on a dead peer must not keep the shim (and
+    // its socket) around: the process ends in any case.
+    let socket = path.clone();
+    let _ = std::thread::Builder::new().spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        log::warn!("the task server did not stop within 5 s; exiting");
+        let _ = std::fs::remove_file(&socket);
+        std::process::exit(0);
+    });
     server.shutdown();
     let _ = std::fs::remove_file(&path);
     Ok(())

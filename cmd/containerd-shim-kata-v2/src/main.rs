@@ -34,6 +34,12 @@ pub fn runtime(namespace: &str) -> anyhow::Result<sandbox::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // One malloc arena: the shim lives as long as its pod and runs a few dozen mostly idle
+    // threads, each of which would otherwise touch an arena of its own.
+    // SAFETY: mallopt only adjusts allocator parameters; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let args: Vec<_> = std::env::args_os().collect();
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(f) => f,

@@ -19,6 +19,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 use store::{ContainerRecord, ProcessRef, Status};
 
+/// The exit status of a process that could not be started (as a shell's "cannot execute").
+const FAILED_START: u32 = 126;
+
 /// How long a process's exit report waits for its output to reach the FIFOs.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
@@ -357,7 +360,14 @@ impl Pod {
             .spec
             .clone()
             .ok_or_else(|| Failure::Other(format!("exec {exec_id}: no process spec")))?;
-        let process = container.exec(exec_id, &spec)?;
+        let process = match container.exec(exec_id, &spec) {
+            Ok(p) => p,
+            Err(e) => {
+                // It never ran: whoever waits for it (ctr waits before it starts) is told.
+                proc_.exit.set(FAILED_START);
+                return Err(e.into());
+            }
+        };
         self.run_process(proc_, process, id, exec_id);
         self.events.send(TaskExecStarted {
             container_id: id.into(),
@@ -525,6 +535,8 @@ impl Pod {
                 )));
             }
             let (code, at) = proc_.exit.get().unwrap_or((0, now()));
+            // A Wait still pending for an exec that never started returns now.
+            proc_.exit.set(code);
             task.execs.remove(exec_id);
             return Ok((pid, code, at));
         }
@@ -575,6 +587,12 @@ impl Pod {
     pub fn teardown(&self) {
         let Ok(mut inner) = self.lock() else { return };
         let tasks: Vec<Task> = inner.tasks.drain().map(|(_, t)| t).collect();
+        // Every Wait still pending returns (the server's shutdown waits for its handlers).
+        for t in &tasks {
+            for p in std::iter::once(&t.init).chain(t.execs.values()) {
+                p.exit.set(128 + libc::SIGKILL as u32);
+            }
+        }
         if let Some(sb) = inner.sandbox.take() {
             log::info!("sandbox {}: torn down with the shim", sb.id());
             sb.destroy(&|_| {});

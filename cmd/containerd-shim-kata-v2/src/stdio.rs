@@ -6,11 +6,10 @@
 use sandbox::Process;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Default)]
@@ -23,8 +22,9 @@ pub struct Stdio {
 
 /// The copies running for one process.
 pub struct Relays {
-    /// Set by CloseIO (or the process's end): the stdin copy stops and closes the stdin.
-    stdin_closed: Arc<AtomicBool>,
+    /// Closed by CloseIO (or the process's end): the stdin copy, which polls its read end,
+    /// stops and closes the process's stdin.
+    stdin_closed: Mutex<Option<OwnedFd>>,
     /// One message per output copy when it ends.
     outputs_done: Mutex<mpsc::Receiver<()>>,
     outputs: usize,
@@ -46,20 +46,28 @@ impl Relays {
                 let _ = done.send(());
             });
         }
-        let stdin_closed = Arc::new(AtomicBool::new(false));
+        let mut stdin_closed = None;
         if !stdio.stdin.is_empty() {
-            let (p, path, closed) = (process.clone(), stdio.stdin.clone(), stdin_closed.clone());
-            spawn("stdio-in", move || copy_input(&p, &path, &closed));
+            match nix::unistd::pipe() {
+                Ok((closed, close)) => {
+                    stdin_closed = Some(close);
+                    let (p, path) = (process.clone(), stdio.stdin.clone());
+                    spawn("stdio-in", move || copy_input(&p, &path, closed));
+                }
+                Err(e) => log::warn!("{}: no stdin: {e}", process.exec_id()),
+            }
         }
         Relays {
-            stdin_closed,
+            stdin_closed: Mutex::new(stdin_closed),
             outputs_done: Mutex::new(outputs_done),
             outputs,
         }
     }
 
     pub fn close_stdin(&self) {
-        self.stdin_closed.store(true, Ordering::SeqCst);
+        if let Ok(mut close) = self.stdin_closed.lock() {
+            close.take();
+        }
     }
 
     /// Waits, up to `limit`, for the output copies to reach the end of their streams (a
@@ -121,7 +129,7 @@ fn copy_output(process: &Process, path: &str, stderr: bool) {
 /// Copies the stdin FIFO to the process. The FIFO is opened read-write, so that containerd's
 /// writer opening late or closing early is never taken for the end of input: the end is
 /// containerd's CloseIO, checked between polls.
-fn copy_input(process: &Process, path: &str, closed: &AtomicBool) {
+fn copy_input(process: &Process, path: &str, closed: OwnedFd) {
     let mut fifo: File = match OpenOptions::new()
         .read(true)
         .write(true)
@@ -135,14 +143,20 @@ fn copy_input(process: &Process, path: &str, closed: &AtomicBool) {
         }
     };
     let mut buf = vec![0u8; 32 * 1024];
-    while !closed.load(Ordering::SeqCst) {
+    loop {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(0) => continue,
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(closed.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
+        }
+        // The write end is gone: CloseIO.
+        if fds[1].any().unwrap_or(true) {
+            break;
         }
         match fifo.read(&mut buf) {
             Ok(0) => continue,
