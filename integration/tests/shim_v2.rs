@@ -446,7 +446,6 @@ fn kata_v2_cri_pod() {
             }),
             ..Default::default()
         }),
-        ..Default::default()
     });
     let mut ids = Vec::new();
     for config in [
