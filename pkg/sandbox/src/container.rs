@@ -207,14 +207,10 @@ impl<'s> Container<'s> {
         self.process(&self.record.id)
     }
 
-    /// Process `exec_id` of it, on a connection of its own.
+    /// Process `exec_id` of it, through the sandbox's agent connection.
     pub fn process(&self, exec_id: &str) -> Process {
-        Process::connect(
-            self.sandbox.agent_socket(),
-            self.sandbox.call_timeout(),
-            &self.record.id,
-            exec_id,
-        )
+        let agent = self.sandbox.agent().cloned().map_err(|e| e.to_string());
+        Process::new(agent, &self.record.id, exec_id)
     }
 
     /// Starts one more process in it (ExecProcess), as `exec_id`.

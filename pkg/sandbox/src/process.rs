@@ -1,14 +1,14 @@
 //! One process in the guest (a container's own, or an exec) as its stand-in on the host sees
 //! it: its output, its input, its terminal, signals, its exit.
 //!
-//! A process holds a connection of its own to the agent, and the agent ties the process's life
-//! to the connection that waits for it or reads its output (pkg/guest lease.rs): keep the
-//! `Process` (or a clone: clones share the connection) for as long as the process is wanted.
+//! A process is reached through its sandbox's agent connection, and the agent ties the
+//! process's life to the connection that waits for it or reads its output (pkg/guest
+//! lease.rs): the process lives as long as that connection, that is as long as the front end
+//! that holds the sandbox (the shim v2: the whole pod's life; a kata-shim has a connection of
+//! its own).
 
 use crate::Result;
 use agent_client::{messages as msg, AgentClient};
-use std::path::Path;
-use std::time::Duration;
 
 /// How much one read asks for (the agent's pipes hold 64 KiB).
 const READ_CHUNK: u32 = 32 * 1024;
@@ -22,16 +22,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Process `exec_id` of container `container_id`, on a new connection to the agent at
-    /// `socket`.
-    pub fn connect(
-        socket: &Path,
-        call_timeout: Duration,
+    /// Process `exec_id` of container `container_id`, through `agent` (the sandbox's
+    /// connection, or the error dialling it gave).
+    pub(crate) fn new(
+        agent: std::result::Result<AgentClient, String>,
         container_id: &str,
         exec_id: &str,
     ) -> Self {
         Process {
-            agent: AgentClient::connect(socket, call_timeout).map_err(|e| e.to_string()),
+            agent,
             container_id: container_id.into(),
             exec_id: exec_id.into(),
         }

@@ -238,11 +238,6 @@ impl Sandbox {
         Ok(self.agent.get_or_init(|| agent))
     }
 
-    /// How long an ordinary agent call may take.
-    pub fn call_timeout(&self) -> Duration {
-        self.rt.call_timeout()
-    }
-
     pub fn save(&self) -> Result<()> {
         Ok(self.rt.store.save_sandbox(&self.record)?)
     }
