@@ -27,6 +27,10 @@ Figures (median/min/max of N runs, taken in the same run so they compare):
                agent ready, cold and warm-cache `run true`, TCP container -> peer against the
                netns ceiling, host PSS of a one-container pod, QEMU PSS of VMs from a template,
                and the TCG translation cache size (-accel tb-size) for ours
+  callers      (integration's caller-bench) `ctr run --rm true` through the v1 runtime, our
+               shim v2 and runc; `podman`/`docker run --rm true` with kata-runtime and runc;
+               host PSS without QEMU of a sleeping pod of 1 and 4 containers under ctr, v1
+               (containerd-shims, kata-shims, kata-proxy) against the shim v2
 Writes build/bench/results.json too.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
