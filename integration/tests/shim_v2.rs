@@ -519,7 +519,7 @@ fn kata_v2_cri_pod() {
 
 /// Bad input through the shim v2: a command that does not exist fails `ctr run` with the
 /// guest's error and leaves nothing (no VM, no mount, no record); an exec of a missing command
-/// fails alone, the task runs on.
+/// fails alone, the task runs on; `kill --all` ends the task and its exec.
 #[test]
 fn kata_v2_bad_commands() {
     let c = Containerd::start();
@@ -554,8 +554,23 @@ fn kata_v2_bad_commands() {
     assert_ne!(out.code(), 0, "exec of /nonexistent succeeded");
     let out = run_cmd(c.exec_command(&["--exec-id", "y", "nx2", "true"]), b"", T);
     assert_eq!(out.code(), 0, "exec after a failed one: {}", out.stderr);
+    // kill --all reaches the init process and a detached exec alike.
+    let out = run_cmd(
+        c.exec_command(&["-d", "--exec-id", "bg", "nx2", "sleep", "2000"]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), 0, "ctr task exec -d: {}", out.stderr);
+    let out = c.ctr(&["task", "kill", "--all", "-s", "SIGKILL", "nx2"]);
+    assert_eq!(out.code(), 0, "ctr task kill --all: {}", out.stderr);
+    c.wait_task_status("nx2", "STOPPED", Duration::from_secs(30));
     let out = c.ctr(&["task", "rm", "-f", "nx2"]);
     assert_eq!(out.code(), 0, "ctr task rm -f: {}", out.stderr);
+    assert!(
+        out.stderr.contains("exit code 137"),
+        "ctr task rm: {}",
+        out.stderr
+    );
     let out = c.ctr(&["containers", "rm", "nx2"]);
     assert_eq!(out.code(), 0, "ctr container rm: {}", out.stderr);
     c.finish();

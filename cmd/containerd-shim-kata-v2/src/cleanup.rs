@@ -26,12 +26,12 @@ pub fn run(flags: &Flags) -> anyhow::Result<()> {
         true => std::env::current_dir()?,
         false => flags.bundle.clone().into(),
     };
-    crate::pod::unmount_rootfs(&bundle);
+    crate::rootfs::unmount(&bundle);
     crate::pod::remove_empty_state_dirs(&rt);
     let resp = DeleteResponse {
         pid: 0,
         exit_status: 128 + libc::SIGKILL as u32,
-        exited_at: MessageField::some(crate::pod::now()),
+        exited_at: MessageField::some(crate::exit::now()),
         ..Default::default()
     };
     let mut out = std::io::stdout().lock();

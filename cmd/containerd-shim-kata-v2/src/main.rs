@@ -10,9 +10,12 @@
 mod cleanup;
 mod daemon;
 mod events;
+mod exit;
+mod failure;
 mod link;
 mod metrics;
 mod pod;
+mod rootfs;
 mod service;
 mod start;
 mod stdio;

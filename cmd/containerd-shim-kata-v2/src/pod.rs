@@ -4,6 +4,7 @@
 //! waiters, exec specs between Exec and Start, and the events.
 
 use crate::events::Events;
+use crate::exit::{now, Exit};
 use crate::link::InProcessLink;
 use crate::stdio::{Relays, Stdio};
 use containerd_shim::protos::events::task::{
@@ -15,7 +16,7 @@ use containerd_shim::protos::protobuf::MessageField;
 use sandbox::{Container, Process, Rollback, Runtime, Sandbox};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::{ContainerRecord, ProcessRef, Status};
 
@@ -25,71 +26,7 @@ const FAILED_START: u32 = 126;
 /// How long a process's exit report waits for its output to reach the FIFOs.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
-/// Why a task call failed, as containerd's error kinds.
-#[derive(Debug)]
-pub enum Failure {
-    NotFound(String),
-    AlreadyExists(String),
-    FailedPrecondition(String),
-    InvalidArgument(String),
-    Other(String),
-}
-
-impl From<sandbox::Error> for Failure {
-    fn from(e: sandbox::Error) -> Self {
-        match &e {
-            sandbox::Error::Store(store::Error::NotFound(_)) => Failure::NotFound(e.to_string()),
-            sandbox::Error::Store(store::Error::Exists(_)) => Failure::AlreadyExists(e.to_string()),
-            sandbox::Error::BadState { .. } => Failure::FailedPrecondition(e.to_string()),
-            _ => Failure::Other(e.to_string()),
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Failure>;
-
-/// A process's exit, once known; waiters block on it.
-#[derive(Default)]
-pub struct Exit {
-    status: Mutex<Option<(u32, Timestamp)>>,
-    known: Condvar,
-}
-
-impl Exit {
-    fn set(&self, code: u32) -> Timestamp {
-        let at = now();
-        if let Ok(mut s) = self.status.lock() {
-            if s.is_none() {
-                *s = Some((code, at.clone()));
-            }
-        }
-        self.known.notify_all();
-        at
-    }
-
-    pub fn get(&self) -> Option<(u32, Timestamp)> {
-        self.status.lock().ok().and_then(|s| s.clone())
-    }
-
-    pub fn wait(&self) -> (u32, Timestamp) {
-        let Ok(mut s) = self.status.lock() else {
-            return (255, now());
-        };
-        loop {
-            if let Some(done) = s.clone() {
-                return done;
-            }
-            s = match self.known.wait(s) {
-                Ok(s) => s,
-                Err(_) => return (255, now()),
-            };
-        }
-    }
-}
-
-pub fn now() -> Timestamp {
-    containerd_shim::util::timestamp().unwrap_or_default()
-}
+use crate::failure::{Failure, Result};
 
 /// One process of a task: the container's own (exec id "") or an exec.
 pub struct Proc {
@@ -179,7 +116,7 @@ impl Pod {
             return Err(Failure::AlreadyExists(format!("task {id} already exists")));
         }
         let mut undo = Rollback::new();
-        let rootfs_mounted = mount_rootfs(req.bundle, req.rootfs, &mut undo)?;
+        let rootfs_mounted = crate::rootfs::mount(req.bundle, req.rootfs, &mut undo)?;
         let plan = sandbox::plan::plan(&self.rt, id, req.bundle)?;
         self.rt.store.claim(id).map_err(sandbox::Error::from)?;
         {
@@ -564,7 +501,7 @@ impl Pod {
             }
         }
         if task.rootfs_mounted {
-            unmount_rootfs(&task.bundle);
+            crate::rootfs::unmount(&task.bundle);
         }
         self.events.send(TaskDelete {
             container_id: id.into(),
@@ -598,7 +535,7 @@ impl Pod {
             sb.destroy(&|_| {});
         }
         for task in tasks.iter().filter(|t| t.rootfs_mounted) {
-            unmount_rootfs(&task.bundle);
+            crate::rootfs::unmount(&task.bundle);
         }
         remove_empty_state_dirs(&self.rt);
     }
@@ -631,45 +568,6 @@ fn on_exit(inner: &Mutex<Inner>, events: &Events, id: &str, exec_id: &str) -> u3
         task.record = container.into_record();
     }
     pid
-}
-
-/// Mounts containerd's rootfs (the snapshot's mounts) on `<bundle>/rootfs`; nothing when the
-/// list is empty (the bundle brings its rootfs).
-fn mount_rootfs(
-    bundle: &Path,
-    mounts: &[containerd_shim::protos::types::mount::Mount],
-    undo: &mut Rollback,
-) -> Result<bool> {
-    if mounts.is_empty() {
-        return Ok(false);
-    }
-    let target = bundle.join("rootfs");
-    std::fs::create_dir_all(&target)
-        .map_err(|e| Failure::Other(format!("creating {}: {e}", target.display())))?;
-    {
-        let b = bundle.to_path_buf();
-        undo.push("unmount rootfs", move || unmount_rootfs(&b));
-    }
-    for m in mounts {
-        let typ = Some(m.type_.as_str()).filter(|t| !t.is_empty());
-        let source = Some(m.source.as_str()).filter(|s| !s.is_empty());
-        containerd_shim::mount::mount_rootfs(typ, source, &m.options, &target).map_err(|e| {
-            Failure::Other(format!(
-                "mounting the rootfs ({} {}) on {}: {e}",
-                m.type_,
-                m.source,
-                target.display()
-            ))
-        })?;
-    }
-    Ok(true)
-}
-
-pub fn unmount_rootfs(bundle: &Path) {
-    let target = bundle.join("rootfs");
-    if let Err(e) = containerd_shim::mount::umount_recursive(target.to_str(), 0) {
-        log::warn!("unmounting {}: {e}", target.display());
-    }
 }
 
 /// The namespace's records folder, and the shim v2's, once no pod has records there.

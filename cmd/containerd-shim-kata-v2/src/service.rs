@@ -1,6 +1,7 @@
 //! containerd's task service (ttrpc), each call handed to the pod.
 
-use crate::pod::{CreateRequest, Failure, Pod};
+use crate::failure::Failure;
+use crate::pod::{CreateRequest, Pod};
 use crate::stdio::Stdio;
 use containerd_shim::api;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageField};
@@ -27,7 +28,7 @@ fn status_of(f: Failure) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
 }
 
-fn done<T>(r: crate::pod::Result<T>) -> TtrpcResult<T> {
+fn done<T>(r: crate::failure::Result<T>) -> TtrpcResult<T> {
     r.map_err(status_of)
 }
 
@@ -136,24 +137,15 @@ impl containerd_shim::Task for Service {
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        // The guest's processes have guest pids, meaningless on the host; containerd is given
-        // the VM's pid for each (as Kata's shim v2 does).
-        let count = done(self.pod.with_container(&req.id, |c| {
-            let table = c.processes("ps")?;
-            Ok(String::from_utf8_lossy(&table)
-                .lines()
-                .count()
-                .saturating_sub(1)
-                .max(1))
-        }))?;
+        // The guest's processes have guest pids, meaningless on the host: containerd is told
+        // the VM's pid, once, as Kata's shim v2 does.
+        done(self.pod.with_container(&req.id, |_| Ok(())))?;
         let pid = Pod::vm_pid(&*done(self.pod.lock())?);
         Ok(api::PidsResponse {
-            processes: (0..count)
-                .map(|_| containerd_shim::protos::types::task::ProcessInfo {
-                    pid,
-                    ..Default::default()
-                })
-                .collect(),
+            processes: vec![containerd_shim::protos::types::task::ProcessInfo {
+                pid,
+                ..Default::default()
+            }],
             ..Default::default()
         })
     }

@@ -56,99 +56,170 @@ pub(crate) fn create(
         crate::blockdev::check_unused(rt, &dev.path)?;
     }
     let shared_rootfs = block_rootfs.is_none().then_some(bundle.rootfs.as_path());
-    let (mut guest_spec, share_base, mut storages) =
+    let (spec, share_base, storages) =
         share::share_container(target.shared_dir, id, shared_rootfs, &bundle.spec)?;
     {
         let b = share_base.clone();
         undo.push("unshare rootfs", move || share::unshare_container(&b));
     }
-    let mut used_ports = target.used_ports.clone();
-    let mut plug = |key: &str, path: &Path, read_only: bool, undo: &mut Rollback| {
-        let bus = crate::blockdev::free_port(target.vm, &used_ports)?;
-        let disk =
-            crate::blockdev::plug(target.vm_dir, key, path, bus, read_only, rt.call_timeout())?;
-        used_ports.extend(disk.bus.clone());
-        let (vm_dir, d, t) = (target.vm_dir.to_path_buf(), disk.clone(), rt.call_timeout());
+    let mut guest = GuestSide {
+        id,
+        spec,
+        storages,
+        devices: Vec::new(),
+        disks: Disks {
+            target,
+            used_ports: target.used_ports.clone(),
+            timeout: rt.call_timeout(),
+        },
+    };
+    let rootfs_disk = match &block_rootfs {
+        Some(dev) => Some(guest.plug_rootfs(dev, undo)?),
+        None => None,
+    };
+    let mut disks = guest.plug_volumes(rt, undo)?;
+    disks.extend(guest.plug_devices(rt, undo)?);
+    edit_spec(&mut guest.spec);
+    guest.create(agent, target.agent_socket, undo)?;
+    Ok(GuestContainer {
+        share_base,
+        block_rootfs: rootfs_disk,
+        block_volumes: disks,
+    })
+}
+
+/// Hot-plugs disks into the VM on free root ports, each with its undo.
+struct Disks<'a> {
+    target: &'a Target<'a>,
+    used_ports: Vec<String>,
+    timeout: std::time::Duration,
+}
+
+impl Disks<'_> {
+    fn plug(
+        &mut self,
+        key: &str,
+        path: &Path,
+        read_only: bool,
+        undo: &mut Rollback,
+    ) -> Result<BlockDevice> {
+        let bus = crate::blockdev::free_port(self.target.vm, &self.used_ports)?;
+        let vm_dir = self.target.vm_dir;
+        let disk = crate::blockdev::plug(vm_dir, key, path, bus, read_only, self.timeout)?;
+        self.used_ports.extend(disk.bus.clone());
+        let (vm_dir, d, t) = (vm_dir.to_path_buf(), disk.clone(), self.timeout);
         undo.push("unplug disk", move || {
             crate::blockdev::unplug(&vm_dir, &d, t)
         });
-        Ok::<_, Error>(disk)
-    };
-    let disk = match &block_rootfs {
-        Some(dev) => {
-            let disk = plug(id, &dev.path, false, undo)?;
-            let at = crate::blockdev::guest_root(id);
-            storages.push(crate::blockdev::storage(
-                &at,
-                &disk,
-                &dev.fstype,
-                Vec::new(),
-            ));
-            if let Some(mut root) = guest_spec.root().clone() {
-                root.set_path(at);
-                guest_spec.set_root(Some(root));
+        Ok(disk)
+    }
+}
+
+/// The container as the guest will get it, while it is put together.
+struct GuestSide<'a> {
+    id: &'a str,
+    spec: oci_spec::runtime::Spec,
+    storages: Vec<msg::Storage>,
+    devices: Vec<msg::Device>,
+    disks: Disks<'a>,
+}
+
+impl GuestSide<'_> {
+    /// The rootfs on a host block device: the device itself, mounted by the agent.
+    fn plug_rootfs(
+        &mut self,
+        dev: &crate::blockdev::RootfsDevice,
+        undo: &mut Rollback,
+    ) -> Result<BlockDevice> {
+        let disk = self.disks.plug(self.id, &dev.path, false, undo)?;
+        let at = crate::blockdev::guest_root(self.id);
+        self.storages.push(crate::blockdev::storage(
+            &at,
+            &disk,
+            &dev.fstype,
+            Vec::new(),
+        ));
+        if let Some(mut root) = self.spec.root().clone() {
+            root.set_path(at);
+            self.spec.set_root(Some(root));
+        }
+        Ok(disk)
+    }
+
+    /// Block volumes: a mount whose source is a block device gets the device itself, mounted
+    /// by the agent and bind-mounted into the container.
+    fn plug_volumes(&mut self, rt: &Runtime, undo: &mut Rollback) -> Result<Vec<BlockDevice>> {
+        let id = self.id;
+        let mut volumes = Vec::new();
+        let mut mounts = self.spec.mounts().clone().unwrap_or_default();
+        for (n, m) in mounts.iter_mut().enumerate() {
+            let Some(source) = m.source().clone() else {
+                continue;
+            };
+            if m.typ().as_deref() == Some("bind") || !crate::blockdev::is_block_device(&source) {
+                continue;
             }
-            Some(disk)
+            crate::blockdev::check_unused(rt, &source)?;
+            let options = m.options().clone().unwrap_or_default();
+            let read_only = options.iter().any(|o| o == "ro");
+            let disk = self
+                .disks
+                .plug(&format!("{id}/vol{n}"), &source, read_only, undo)?;
+            let at = crate::blockdev::guest_volume(id, n);
+            let fstype = m.typ().clone().unwrap_or_else(|| "ext4".into());
+            self.storages
+                .push(crate::blockdev::storage(&at, &disk, &fstype, options));
+            m.set_typ(Some("bind".into()));
+            m.set_source(Some(at));
+            m.set_options(Some(vec![
+                "rbind".into(),
+                if read_only { "ro" } else { "rw" }.into(),
+            ]));
+            volumes.push(disk);
         }
-        None => None,
-    };
-    // Block volumes: a mount whose source is a block device gets the device itself, mounted
-    // by the agent and bind-mounted into the container.
-    let mut volumes = Vec::new();
-    let mut guest_mounts = guest_spec.mounts().clone().unwrap_or_default();
-    for (n, m) in guest_mounts.iter_mut().enumerate() {
-        let Some(source) = m.source().clone() else {
-            continue;
-        };
-        if m.typ().as_deref() == Some("bind") || !crate::blockdev::is_block_device(&source) {
-            continue;
+        if !volumes.is_empty() {
+            self.spec.set_mounts(Some(mounts));
         }
-        crate::blockdev::check_unused(rt, &source)?;
-        let options = m.options().clone().unwrap_or_default();
-        let read_only = options.iter().any(|o| o == "ro");
-        let disk = plug(&format!("{id}/vol{n}"), &source, read_only, undo)?;
-        let at = crate::blockdev::guest_volume(id, n);
-        let fstype = m.typ().clone().unwrap_or_else(|| "ext4".into());
-        storages.push(crate::blockdev::storage(&at, &disk, &fstype, options));
-        m.set_typ(Some("bind".into()));
-        m.set_source(Some(at));
-        m.set_options(Some(vec![
-            "rbind".into(),
-            if read_only { "ro" } else { "rw" }.into(),
-        ]));
-        volumes.push(disk);
+        Ok(volumes)
     }
-    if !volumes.is_empty() {
-        guest_spec.set_mounts(Some(guest_mounts));
+
+    /// Block devices of `linux.devices`: the host device with those numbers is hot-plugged;
+    /// the agent gives the container's node the guest's numbers.
+    fn plug_devices(&mut self, rt: &Runtime, undo: &mut Rollback) -> Result<Vec<BlockDevice>> {
+        let id = self.id;
+        let mut disks = Vec::new();
+        let host_devices = crate::blockdev::host_block_devices(rt, id, &mut self.spec);
+        for (n, (d, host)) in host_devices.iter().enumerate() {
+            crate::blockdev::check_unused(rt, host)?;
+            let disk = self
+                .disks
+                .plug(&format!("{id}/dev{n}"), host, false, undo)?;
+            let mut dev = msg::Device::new();
+            dev.id = disk.serial.clone();
+            dev.type_ = "blk".into();
+            dev.container_path = d.path().display().to_string();
+            self.devices.push(dev);
+            disks.push(disk);
+        }
+        Ok(disks)
     }
-    // Block devices of `linux.devices`: the host device with those numbers is hot-plugged; the
-    // agent gives the container's node the guest's numbers.
-    let mut devices = Vec::new();
-    let host_devices = crate::blockdev::host_block_devices(rt, id, &mut guest_spec);
-    for (n, (d, host)) in host_devices.iter().enumerate() {
-        crate::blockdev::check_unused(rt, host)?;
-        let disk = plug(&format!("{id}/dev{n}"), host, false, undo)?;
-        let mut dev = msg::Device::new();
-        dev.id = disk.serial.clone();
-        dev.type_ = "blk".into();
-        dev.container_path = d.path().display().to_string();
-        devices.push(dev);
-        volumes.push(disk);
-    }
-    edit_spec(&mut guest_spec);
-    let spec_json = serde_json::to_vec(&guest_spec)
-        .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
-    let mut req = msg::CreateContainerRequest::new();
-    req.container_id = id.into();
-    req.exec_id = id.into();
-    req.oci_spec_json = spec_json;
-    req.storages = storages;
-    req.devices = devices;
-    agent.create_container(&req)?;
-    {
-        let socket = target.agent_socket.to_path_buf();
-        let timeout = rt.call_timeout();
-        let cid = id.to_string();
+
+    /// The agent's CreateContainer; its undo removes the container in the guest.
+    fn create(self, agent: &AgentClient, socket: &Path, undo: &mut Rollback) -> Result<()> {
+        let spec_json = serde_json::to_vec(&self.spec)
+            .map_err(|e| Error::Unsupported(format!("serialising the spec: {e}")))?;
+        let mut req = msg::CreateContainerRequest::new();
+        req.container_id = self.id.into();
+        req.exec_id = self.id.into();
+        req.oci_spec_json = spec_json;
+        req.storages = self.storages;
+        req.devices = self.devices;
+        agent.create_container(&req)?;
+        let (socket, timeout, cid) = (
+            socket.to_path_buf(),
+            self.disks.timeout,
+            self.id.to_string(),
+        );
         undo.push("remove container in the guest", move || {
             if let Ok(a) = AgentClient::connect(&socket, timeout) {
                 let mut req = msg::RemoveContainerRequest::new();
@@ -157,11 +228,6 @@ pub(crate) fn create(
                 let _ = a.remove_container(&req);
             }
         });
+        Ok(())
     }
-
-    Ok(GuestContainer {
-        share_base,
-        block_rootfs: disk,
-        block_volumes: volumes,
-    })
 }

@@ -53,6 +53,16 @@ pub fn run(hooks: Option<&Hooks>, stage: Stage, state: &OciState) -> Result<()> 
     Ok(())
 }
 
+/// createRuntime hooks of a container just created (its record saved): on the host, with the
+/// container's state on their stdin.
+pub fn run_create_hooks(bundle: &oci::Bundle, record: &store::ContainerRecord) -> Result<()> {
+    run(
+        bundle.spec.hooks().as_ref(),
+        Stage::CreateRuntime,
+        &crate::state::to_state(record.clone()),
+    )
+}
+
 fn run_one(hook: &Hook, stage: Stage, state: &[u8]) -> Result<()> {
     oci::run_hook(hook, state).map_err(|e| Error::Spawn {
         component: "hook",

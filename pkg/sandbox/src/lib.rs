@@ -43,12 +43,13 @@ pub use cli::lifecycle::{
     delete, kill, list, oom_kills, ps, set_paused, start, state, stats, update,
 };
 pub use container::{oom_kills_in, Container};
+pub use hooks::run_create_hooks;
 pub use namespaces::share_sandbox_namespaces;
 pub use netcmd::{InterfaceJson, IpAddressJson, RouteJson};
 pub use process::Process;
 pub use rollback::Rollback;
 pub use sandbox::{force_remove, Sandbox};
-pub use state::{effective_status, run_create_hooks, to_state, OciState};
+pub use state::{effective_status, to_state, OciState};
 pub use vm::{AgentLink, LinkEnd, ProxyLink, VmChannel};
 pub mod kata_network {
     //! The `kata-runtime kata-network` verbs.

@@ -53,16 +53,3 @@ pub fn to_state(rec: ContainerRecord) -> OciState {
 pub(crate) fn bundle_hooks(rec: &ContainerRecord) -> Option<oci_spec::runtime::Hooks> {
     oci::Bundle::load(&rec.bundle).ok()?.spec.hooks().clone()
 }
-
-/// createRuntime hooks of a container just created (its record saved): on the host, with the
-/// container's state on their stdin.
-pub fn run_create_hooks(bundle: &oci::Bundle, record: &ContainerRecord) -> crate::Result<()> {
-    match bundle.spec.hooks() {
-        Some(hooks) => crate::hooks::run(
-            Some(hooks),
-            crate::hooks::Stage::CreateRuntime,
-            &to_state(record.clone()),
-        ),
-        None => Ok(()),
-    }
-}

@@ -132,7 +132,7 @@ pub(crate) fn publish(
     shim: &Child,
 ) -> Result<()> {
     rt.store.save_container(&record)?;
-    crate::state::run_create_hooks(bundle, &record)?;
+    crate::hooks::run_create_hooks(bundle, &record)?;
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, shim.id())?;
     }
